@@ -1,0 +1,144 @@
+"""The `usgen` command: the one entry point to every USGen job.
+
+Every sub-command takes --progress-json (one JSON object per line on stdout, for the Slicer
+module) and --quiet. Bad input prints one line ``usgen: error: <file>: <problem>`` on stderr
+(and ``{"error": ...}`` in JSON mode) and exits with code 2; nothing half-written is left.
+A successful job in JSON mode ends with ``{"progress": 1.0, "stage": "done", "outputs": [...]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from USGenLib import __version__, progress
+from USGenLib.errors import UsgenInputError
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    out = common.add_argument_group("output control")
+    out.add_argument("--progress-json", action="store_true",
+                     help="print progress as one JSON object per line on stdout (for the Slicer module)")
+    out.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    return common
+
+
+def _done(outputs: list[Path], args) -> None:
+    progress.emit({"progress": 1.0, "stage": "done", "outputs": [str(Path(p).resolve()) for p in outputs]})
+    if progress.mode() == "bar":
+        for p in outputs:
+            print(p)
+
+
+# ----------------------------------------------------------------------------- info
+def _add_info(sub, common) -> None:
+    p = sub.add_parser("info", parents=[common], help="describe a cine or volume file",
+                       description="Frames, size, channels, spacing, frame rate and colour-flow presence of a "
+                                   "DICOM, video, NRRD or volume file.")
+    p.add_argument("file", type=Path, help="DICOM file, DICOM series folder, video, .seq.nrrd, .nrrd, .nii(.gz), .mha")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_run_info)
+
+
+def _run_info(args) -> list[Path]:
+    from USGenLib.io.info import describe, format_info
+
+    info = describe(args.file)
+    print(json.dumps(info) if args.json else format_info(info))
+    return []
+
+
+# -------------------------------------------------------------------------- convert
+def _add_convert(sub, common) -> None:
+    p = sub.add_parser("convert", parents=[common], help="convert between file formats",
+                       description="Convert a cine (DICOM, video, .seq.nrrd) or volume (DICOM series folder, NIfTI, "
+                                   "NRRD, MHA) to the format OUT's ending names: .seq.nrrd .nrrd .dcm .avi .mp4 .gif "
+                                   ".png (contact sheet) for cines; .nrrd .nii.gz .mha .seg.nrrd for volumes.")
+    p.add_argument("input", type=Path, help="input file or DICOM series folder")
+    p.add_argument("output", type=Path, help="output file; its ending chooses the format")
+    p.add_argument("--deidentify", action="store_true",
+                   help="DICOM output: drop patient and study identifiers (burned-in pixel text is not removed)")
+    p.set_defaults(run=_run_convert)
+
+
+def _run_convert(args) -> list[Path]:
+    from USGenLib.io import check_output_folder, read_any, write_any
+
+    check_output_folder(args.output)  # fail before reading a large input
+    return [write_any(read_any(args.input), args.output, deidentify=args.deidentify)]
+
+
+# ----------------------------------------------------------------------------- demo
+def _add_demo(sub, common) -> None:
+    p = sub.add_parser("demo", parents=[common], help="run the main job on bundled data",
+                       description="Convert the real ultrasound DICOMs bundled with pydicom to Slicer sequences with "
+                                   "previews, add a simulated sweep, and write OUT_DIR/index.html.")
+    p.add_argument("out_dir", type=Path, help="output folder (created)")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args) -> list[Path]:
+    from USGenLib.demo import run_demo
+
+    return run_demo(args.out_dir)
+
+
+# ---------------------------------------------------------------------------- bench
+def _add_bench(sub, common) -> None:
+    p = sub.add_parser("bench", parents=[common], help="measure speed and memory",
+                       description="Benchmarks that print figures (docs/benchmarks.md records them).")
+    targets = p.add_subparsers(dest="target", required=True, metavar="TARGET")
+    io = targets.add_parser("io", parents=[common], help="convert a 300-frame 640x480 RGB cine to .seq.nrrd")
+    io.add_argument("--frames", type=int, default=300)
+    io.add_argument("--json", action="store_true", help="print one JSON object")
+    io.set_defaults(run=_run_bench_io)
+
+
+def _run_bench_io(args) -> list[Path]:
+    from USGenLib.io.bench import bench_io, format_bench_io
+
+    result = bench_io(frames=args.frames)
+    print(json.dumps(result) if args.json else format_bench_io(result))
+    return []
+
+
+# ----------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(prog="usgen", description="USGen: generative ultrasound for 3D Slicer.")
+    parser.add_argument("--version", action="version", version=f"usgen {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_info(sub, common)
+    _add_convert(sub, common)
+    _add_demo(sub, common)
+    _add_bench(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    progress.configure("json" if args.progress_json else "quiet" if args.quiet else "bar")
+    try:
+        outputs = args.run(args)
+    except UsgenInputError as err:
+        print(f"usgen: error: {err}", file=sys.stderr)
+        progress.emit({"error": str(err)})
+        return 2
+    except KeyboardInterrupt:
+        print("usgen: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug, not bad input: keep the traceback for the report
+        traceback.print_exc()
+        print(f"usgen: internal error: {type(err).__name__}: {err}", file=sys.stderr)
+        progress.emit({"error": f"internal error: {type(err).__name__}: {err}"})
+        return 1
+    _done(outputs, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

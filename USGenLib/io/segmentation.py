@@ -1,0 +1,43 @@
+"""Slicer segmentations (.seg.nrrd) through slicerio: segment names, colours and label values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import slicerio
+
+from USGenLib.io.atomic import atomic_path
+from USGenLib.types import Volume
+
+
+def write_segmentation(labels: Volume, path: str | Path, segments: dict[int, tuple[str, tuple[float, float, float]]]) -> Path:
+    """Write a label map as a .seg.nrrd.
+
+    labels:   Volume with integer labels (K, J, I).
+    segments: {label value: (name, (r, g, b) in 0..1)}; labels not listed are left out.
+    """
+    path = Path(path)
+    voxels = np.transpose(np.asarray(labels.array), (2, 1, 0))  # slicerio wants (i, j, k)
+    seg = slicerio.create_segmentation(voxels.shape, labels.index_to_physical())
+    for value, (name, color) in sorted(segments.items()):
+        mask = voxels == value
+        if mask.any():
+            slicerio.add_segment(seg, mask, {"id": name.replace(" ", "_"), "name": name, "color": list(color)})
+    with atomic_path(path) as tmp:
+        slicerio.write_segmentation(str(tmp), seg, compression_level=1)
+    return path
+
+
+def read_segmentation(path: str | Path) -> tuple[Volume, dict[int, tuple[str, tuple[float, float, float]]]]:
+    """Read a .seg.nrrd back into a label Volume and its segment table (single-layer files)."""
+    seg = slicerio.read_segmentation(str(path))
+    voxels = np.asarray(seg["voxels"])
+    if voxels.ndim == 4:
+        raise ValueError(f"{path}: overlapping segments (several layers) cannot become one label map")
+    m = np.asarray(seg["ijkToLPS"], dtype=float)
+    spacing = np.linalg.norm(m[:3, :3], axis=0)
+    vol = Volume(array=np.ascontiguousarray(np.transpose(voxels, (2, 1, 0))), spacing=spacing,
+                 origin=m[:3, 3], direction=m[:3, :3] / spacing, kind="labels", meta={"source": str(path)})
+    table = {int(s["labelValue"]): (s["name"], tuple(float(c) for c in s["color"])) for s in seg["segments"]}
+    return vol, table

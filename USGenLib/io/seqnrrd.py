@@ -1,0 +1,229 @@
+"""Slicer volume sequences (.seq.nrrd) and plain NRRD images as cines.
+
+Writing follows Slicer's own writer (vtkMRMLVolumeSequenceStorageNode + vtkITKImageSequenceWriter):
+a 4-D ITK image, the three spatial axes first and the list (sequence) axis last, plus a leading
+RGB-color axis for colour cines, with ``axis 3 index type/values`` carrying the frame times.
+The exact header is documented in docs/file-formats.md.
+
+pynrrd reads every NRRD here; the writer formats the header with pynrrd's field formatters but
+streams the gzip body frame by frame itself, because pynrrd.write needs the whole array in memory.
+"""
+
+from __future__ import annotations
+
+import threading
+import queue
+import zlib
+from pathlib import Path
+
+import nrrd
+import numpy as np
+
+from USGenLib.errors import UsgenInputError
+from USGenLib.io.atomic import atomic_path
+from USGenLib.progress import progress
+from USGenLib.types import Cine
+
+NRRD_TYPES = {
+    np.dtype(np.uint8): "unsigned char",
+    np.dtype(np.int8): "signed char",
+    np.dtype(np.uint16): "unsigned short",
+    np.dtype(np.int16): "short",
+    np.dtype(np.uint32): "unsigned int",
+    np.dtype(np.int32): "int",
+    np.dtype(np.float32): "float",
+    np.dtype(np.float64): "double",
+}
+COLOR_KINDS = {"rgb-color", "rgba-color", "3-color", "4-color", "vector", "3-vector", "4-vector",
+               "covariant-vector", "normal"}
+LPS = "left-posterior-superior"
+RAS = "right-anterior-superior"
+
+
+def _fmt_vec(v) -> str:
+    return "(" + ",".join(repr(float(x)) for x in v) + ")"
+
+
+def seq_nrrd_header(cine: Cine, dtype: np.dtype, encoding: str = "gzip") -> str:
+    """The header text written for ``cine`` (also used by tests and docs)."""
+    if dtype not in NRRD_TYPES:
+        raise ValueError(f"cannot write pixel type {dtype} to NRRD")
+    axes_dirs = [cine.direction[:, a] * cine.spacing[a] for a in range(3)]
+    spatial_sizes = [cine.width, cine.height, 1]
+    if cine.is_rgb:
+        sizes = [3, *spatial_sizes, cine.num_frames]
+        dirs = ["none", *(_fmt_vec(d) for d in axes_dirs), "none"]
+        kinds = ["RGB-color", "domain", "domain", "domain", "list"]
+        node_class = "vtkMRMLVectorVolumeNode"
+    else:
+        sizes = [*spatial_sizes, cine.num_frames]
+        dirs = [*(_fmt_vec(d) for d in axes_dirs), "none"]
+        kinds = ["domain", "domain", "domain", "list"]
+        node_class = "vtkMRMLScalarVolumeNode"
+    n = len(sizes)
+    lines = [
+        "NRRD0004",
+        "# Complete NRRD file format specification at:",
+        "# http://teem.sourceforge.net/nrrd/format.html",
+        f"type: {NRRD_TYPES[dtype]}",
+        f"dimension: {n}",
+        f"space: {LPS}",
+        "sizes: " + " ".join(str(s) for s in sizes),
+        "space directions: " + " ".join(dirs),
+        "kinds: " + " ".join(kinds),
+        "labels: " + " ".join(['""'] * (n - 1) + ['"time"']),
+        "units: " + " ".join(['""'] * (n - 1) + ['"s"']),
+        "endian: little",
+        f"encoding: {encoding}",
+        "space origin: " + _fmt_vec(cine.origin),
+        # Key/value pairs (":="), as Slicer writes them. Slicer numbers the sequence axis 3
+        # whether or not a colour axis precedes it, and reads only "axis 0" or "axis 3" keys.
+        "axis 3 index type:=numeric",
+        "axis 3 index values:=" + " ".join(repr(float(t)) for t in cine.times),
+        f"DataNodeClassName:={node_class}",
+    ]
+    return "\n".join(lines) + "\n\n"
+
+
+def write_seq_nrrd(cine: Cine, path: str | Path, compression_level: int = 1) -> Path:
+    """Write ``cine`` as a Slicer volume sequence, streaming one frame at a time.
+
+    Frames are converted to a little-endian NRRD type (bool -> uint8, float16 -> float32);
+    compression runs in a second thread (zlib releases the GIL) while frames are prepared.
+    """
+    path = Path(path)
+    dtype = np.dtype(cine.frames.dtype)
+    if dtype == np.bool_:
+        dtype = np.dtype(np.uint8)
+    elif dtype == np.float16:
+        dtype = np.dtype(np.float32)
+    elif dtype == np.int64 or dtype == np.uint64:
+        dtype = np.dtype(np.int32)
+    header = seq_nrrd_header(cine, dtype.newbyteorder("=") if dtype.byteorder == ">" else dtype)
+    encoding_level = compression_level
+    chunks: queue.Queue = queue.Queue(maxsize=8)
+    failure: list[BaseException] = []
+
+    def compress_into(fh):
+        comp = zlib.compressobj(encoding_level, zlib.DEFLATED, 31)  # 31: gzip container
+        try:
+            while (buf := chunks.get()) is not None:
+                fh.write(comp.compress(buf))
+            fh.write(comp.flush())
+        except BaseException as err:  # surfaced in the main thread
+            failure.append(err)
+            while chunks.get() is not None:
+                pass
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(header.encode("ascii"))
+        worker = threading.Thread(target=compress_into, args=(fh,), daemon=True)
+        worker.start()
+        try:
+            with progress(cine.num_frames, "write " + path.name) as rep:
+                for t in range(cine.num_frames):
+                    frame = np.ascontiguousarray(cine.frames[t], dtype=dtype.newbyteorder("<"))
+                    chunks.put(frame.tobytes())
+                    rep.update(1)
+        finally:
+            chunks.put(None)
+            worker.join()
+        if failure:
+            raise failure[0]
+    return path
+
+
+def _axis_roles(header: dict, path: Path) -> tuple[int | None, int | None, list[int]]:
+    """(list axis, component axis, spatial axes) in NRRD (fastest-first) axis order."""
+    ndim = int(header["dimension"])
+    kinds = [str(k).lower() for k in header.get("kinds", ["domain"] * ndim)]
+    dirs = header.get("space directions")
+    has_dir = [True] * ndim
+    if dirs is not None:
+        has_dir = [bool(np.all(np.isfinite(np.asarray(d, dtype=float)))) for d in dirs]
+    list_axis = next((a for a, k in enumerate(kinds) if k == "list"), None)
+    comp_axis = next((a for a, k in enumerate(kinds) if k in COLOR_KINDS), None)
+    if comp_axis is None and ndim >= 3 and not has_dir[0] and list_axis != 0 and header["sizes"][0] in (3, 4):
+        comp_axis = 0
+    if list_axis is None:
+        # A Slicer sequence without kinds: the non-spatial axis that is not the colour axis.
+        candidates = [a for a in range(ndim) if not has_dir[a] and a != comp_axis]
+        if candidates and ndim - (comp_axis is not None) == 4:
+            list_axis = candidates[-1]
+    spatial = [a for a in range(ndim) if a not in (list_axis, comp_axis)]
+    if len(spatial) not in (2, 3):
+        raise UsgenInputError(path, f"NRRD with {ndim} axes (kinds {kinds}) is not an image or image sequence")
+    return list_axis, comp_axis, spatial
+
+
+def _index_values(header: dict, list_axis: int | None) -> list[str] | None:
+    for key in ("axis 3 index values", "axis 0 index values", f"axis {list_axis} index values"):
+        if key in header:
+            return str(header[key]).split()
+    return None
+
+
+def read_seq_nrrd(path: str | Path) -> Cine:
+    """Read a Slicer volume sequence (list axis last, current; or first, Sequences extension
+    before Slicer 5.4) or a plain 2-D/3-D NRRD image (its slices become frames)."""
+    path = Path(path)
+    try:
+        data, header = nrrd.read(str(path), index_order="F")
+    except Exception as err:
+        raise UsgenInputError(path, f"not a readable NRRD file ({err})") from err
+    list_axis, comp_axis, spatial = _axis_roles(header, path)
+    ndim = data.ndim
+    if comp_axis is not None and data.shape[comp_axis] not in (1, 3):
+        raise UsgenInputError(path, f"{data.shape[comp_axis]}-component pixels are not supported (grey or RGB only)")
+
+    # Geometry from the spatial axes (pad a 2-D image to 3-D).
+    dirs = header.get("space directions")
+    space = str(header.get("space", LPS)).lower()
+    if dirs is not None:
+        vecs = [np.asarray(dirs[a], dtype=float) for a in spatial]
+        vecs = [np.pad(v, (0, 3 - v.size)) for v in vecs]
+    else:
+        spacings = header.get("spacings")
+        vecs = [np.eye(3)[n] * (float(spacings[a]) if spacings is not None else 1.0) for n, a in enumerate(spatial)]
+    origin = np.zeros(3)
+    if "space origin" in header:
+        o = np.asarray(header["space origin"], dtype=float)
+        origin[: o.size] = o
+    if len(vecs) == 2:
+        vecs.append(np.cross(vecs[0], vecs[1]) / max(np.linalg.norm(np.cross(vecs[0], vecs[1])), 1e-12))
+    flip = np.array([-1.0, -1.0, 1.0]) if space in (RAS, "ras") else np.ones(3)
+    vecs = [v * flip for v in vecs]
+    origin = origin * flip
+    spacing = np.array([np.linalg.norm(v) for v in vecs])
+    direction = np.stack([v / s for v, s in zip(vecs, spacing)], axis=1)
+
+    # Rearrange to (T, k, j, i[, c]) in C order.
+    order = ([list_axis] if list_axis is not None else []) + spatial[::-1] + ([comp_axis] if comp_axis is not None else [])
+    arr = np.transpose(data, order)
+    if list_axis is None:
+        arr = arr[np.newaxis]
+    if len(spatial) == 2:
+        arr = arr[:, np.newaxis]
+    t, k = arr.shape[:2]
+    if k > 1 and list_axis is not None:
+        raise UsgenInputError(path, f"a sequence of 3-D volumes ({k} slices per frame); a cine needs 2-D frames")
+    if k > 1:  # a 3-D image: its slices are the frames (how scanners and PLUS stack cines)
+        arr = arr[0][:, np.newaxis]
+        t = k
+    arr = arr[:, 0]
+    if comp_axis is not None and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    frames = np.ascontiguousarray(arr)
+
+    values = _index_values(header, list_axis)
+    times = None
+    if values is not None and len(values) == t:
+        try:
+            times = np.array([float(v) for v in values])
+        except ValueError:
+            times = None
+    if times is None or np.any(np.diff(times) <= 0):
+        times = np.arange(t, dtype=float)  # no usable time stamps: one unit per frame
+    meta = {"source": str(path), "format": "nrrd",
+            "index_unit": str(header.get("units", [""] * ndim)[list_axis]).strip('"') if list_axis is not None and "units" in header else ""}
+    return Cine(frames=frames, spacing=spacing, origin=origin, direction=direction, times=times, meta=meta)
