@@ -87,6 +87,46 @@ def _run_demo(args) -> list[Path]:
     return run_demo(args.out_dir)
 
 
+# -------------------------------------------------------------------------- dataset
+def _add_dataset(sub, common) -> None:
+    p = sub.add_parser("dataset", parents=[common], help="generate paired training data (cfd, echo, enhance)",
+                       description="Generate a synthetic paired data set: cfd (colour-Doppler cine, ground-truth "
+                                   "B-mode, CFD mask), echo (beating-heart phantom cine, LV masks, EF; also in "
+                                   "EchoNet-Dynamic layout under OUT/echonet) or enhance (low/high-quality simulation "
+                                   "pairs with labels, attenuation and FoV mask). Writes one folder per item and "
+                                   "OUT/manifest.csv. Deterministic by --seed; docs/datasets.md describes the layouts.")
+    p.add_argument("kind", choices=["cfd", "echo", "enhance"], help="which data set")
+    p.add_argument("--n", type=int, required=True, help="number of items")
+    p.add_argument("--out", type=Path, required=True, help="output folder (must not exist or be empty)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--size", default=None, help="frame size HxW (default 256x256; echo 112x112)")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default cfd 16, echo 32, enhance 8)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--views", default="A4C,PSAX,PLAX", help="echo views, comma-separated (default A4C,PSAX,PLAX)")
+    p.set_defaults(run=_run_dataset)
+
+
+def _run_dataset(args) -> list[Path]:
+    from USGenLib.datasets.generate import DatasetRequest, generate_dataset, parse_size
+
+    size = parse_size(args.size) if args.size else None
+    views = tuple(v.strip() for v in args.views.split(",") if v.strip())
+    req = DatasetRequest(args.kind, args.n, args.out, seed=args.seed, size=size, frames=args.frames,
+                         workers=args.workers, views=views)
+    out = generate_dataset(req)
+    return [out / "manifest.csv"]
+
+
+def _run_bench_dataset(args) -> list[Path]:
+    from USGenLib.datasets.bench import bench_dataset, format_bench_dataset
+    from USGenLib.datasets.generate import parse_size
+
+    result = bench_dataset(args.kind, n=args.n, workers=args.workers,
+                           size=parse_size(args.size) if args.size else None, frames=args.frames)
+    print(json.dumps(result) if args.json else format_bench_dataset(result))
+    return []
+
+
 # ---------------------------------------------------------------------------- bench
 def _add_bench(sub, common) -> None:
     p = sub.add_parser("bench", parents=[common], help="measure speed and memory",
@@ -96,6 +136,15 @@ def _add_bench(sub, common) -> None:
     io.add_argument("--frames", type=int, default=300)
     io.add_argument("--json", action="store_true", help="print one JSON object")
     io.set_defaults(run=_run_bench_io)
+    ds = targets.add_parser("dataset", parents=[common], help="generation rate of `usgen dataset` (default: 200 CFD "
+                                                                 "clips of 16 frames at 256x256, 2 workers)")
+    ds.add_argument("--kind", choices=["cfd", "echo", "enhance"], default="cfd")
+    ds.add_argument("--n", type=int, default=200, help="items to generate (into a temporary folder)")
+    ds.add_argument("--workers", type=int, default=2)
+    ds.add_argument("--size", default=None, help="HxW (default per kind)")
+    ds.add_argument("--frames", type=int, default=None)
+    ds.add_argument("--json", action="store_true", help="print one JSON object")
+    ds.set_defaults(run=_run_bench_dataset)
 
 
 def _run_bench_io(args) -> list[Path]:
@@ -115,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub, common)
     _add_convert(sub, common)
     _add_demo(sub, common)
+    _add_dataset(sub, common)
     _add_bench(sub, common)
     return parser
 

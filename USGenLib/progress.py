@@ -38,12 +38,13 @@ def emit(obj: dict) -> None:
 
 
 class _Reporter:
-    def __init__(self, total: int, stage: str):
+    def __init__(self, total: int, stage: str, unit: str = "frame"):
         self.total = max(int(total), 1)
         self.stage = stage
         self.done = 0
-        self._bar = tqdm(total=total, desc=stage, unit="frame", leave=False, file=sys.stderr,
-                         disable=_MODE != "bar", mininterval=0.5)
+        # delay: only jobs longer than a second get a bar
+        self._bar = tqdm(total=total, desc=stage, unit=unit, leave=False, file=sys.stderr,
+                         disable=_MODE != "bar", mininterval=0.5, delay=1.0)
         self._last = -1.0
 
     def update(self, n: int = 1, message: str | None = None) -> None:
@@ -62,18 +63,18 @@ class _Reporter:
 
 
 @contextmanager
-def progress(total: int, stage: str) -> Iterator[_Reporter]:
+def progress(total: int, stage: str, unit: str = "frame") -> Iterator[_Reporter]:
     """Context manager yielding a reporter with ``update(n)``."""
-    rep = _Reporter(total, stage)
+    rep = _Reporter(total, stage, unit)
     try:
         yield rep
     finally:
         rep.close()
 
 
-def track(items: Iterable[T], total: int, stage: str) -> Iterator[T]:
+def track(items: Iterable[T], total: int, stage: str, unit: str = "item") -> Iterator[T]:
     """Iterate ``items`` while reporting progress."""
-    with progress(total, stage) as rep:
+    with progress(total, stage, unit) as rep:
         for item in items:
             yield item
             rep.update(1)

@@ -44,6 +44,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except PermissionError as err:
         raise UsgenInputError(parent, f"output folder is not writable ({err.strerror})") from err
+    except OSError as err:  # a vanished folder, a full disk: still one line, nothing left behind
+        raise UsgenInputError(path, f"cannot be written ({err.strerror or err})") from err
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -75,7 +75,7 @@ def _memmap_pixels(path: Path, ds: Dataset, n: int) -> np.ndarray | None:
             or ds.PhotometricInterpretation not in ("RGB", "MONOCHROME2")
             or ds.get("PlanarConfiguration", 0) != 0):
         return None
-    elem = ds.get_item("PixelData")
+    elem = ds.get_item("PixelData", keep_deferred=True)
     offset = getattr(elem, "value_tell", None)
     if offset is None:
         return None

@@ -19,11 +19,14 @@ def write_segmentation(labels: Volume, path: str | Path, segments: dict[int, tup
     """
     path = Path(path)
     voxels = np.transpose(np.asarray(labels.array), (2, 1, 0))  # slicerio wants (i, j, k)
-    seg = slicerio.create_segmentation(voxels.shape, labels.index_to_physical())
-    for value, (name, color) in sorted(segments.items()):
-        mask = voxels == value
-        if mask.any():
-            slicerio.add_segment(seg, mask, {"id": name.replace(" ", "_"), "name": name, "color": list(color)})
+    present = set(np.unique(voxels).tolist())
+    dtype = np.uint8 if max(present) <= 255 else np.uint16
+    # One shared layer keeps the caller's label values (slicerio.add_segment would renumber them).
+    seg = slicerio.create_segmentation(voxels.shape, labels.index_to_physical(), dtype=dtype)
+    keep = [v for v in sorted(segments) if v in present and v != 0]
+    seg["voxels"] = np.where(np.isin(voxels, keep), voxels, 0).astype(dtype)
+    seg["segments"] = [{"id": f"Segment_{v}", "name": segments[v][0], "color": list(segments[v][1]),
+                        "labelValue": int(v), "layer": 0} for v in keep]
     with atomic_path(path) as tmp:
         slicerio.write_segmentation(str(tmp), seg, compression_level=1)
     return path

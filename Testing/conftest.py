@@ -1,0 +1,61 @@
+"""Shared fixtures: pydicom's bundled ultrasound files and a CLI runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from USGenLib.cli import main
+from USGenLib.demo import bundled_dicom
+from USGenLib.types import Cine
+
+
+@pytest.fixture(scope="session")
+def dicoms() -> dict[str, Path]:
+    names = ["examples_ybr_color.dcm", "examples_rgb_color.dcm", "examples_jpeg2k.dcm",
+             "examples_palette.dcm", "CT_small.dcm"]
+    return {n.removesuffix(".dcm").removeprefix("examples_"): bundled_dicom(n) for n in names}
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    def json_lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def usgen(capsys):
+    """Run `usgen ARGS...` in-process; returns exit code, stdout and stderr."""
+
+    def run(*args) -> CliResult:
+        code = main([str(a) for a in args])
+        cap = capsys.readouterr()
+        return CliResult(code, cap.out, cap.err)
+
+    return run
+
+
+def make_cine(rgb: bool = False, frames: int = 5, h: int = 24, w: int = 32, dtype=np.uint8,
+              uniform_times: bool = False, seed: int = 0) -> Cine:
+    """A cine with non-trivial geometry: anisotropic spacing, offset origin, rotated axes."""
+    rng = np.random.default_rng(seed)
+    shape = (frames, h, w, 3) if rgb else (frames, h, w)
+    if np.issubdtype(dtype, np.floating):
+        data = rng.random(shape).astype(dtype)
+    else:
+        data = rng.integers(0, np.iinfo(dtype).max if dtype != np.uint8 else 256, size=shape).astype(dtype)
+    c, s = np.cos(0.3), np.sin(0.3)
+    direction = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+    times = np.arange(frames) * 0.04 if uniform_times else np.cumsum(np.r_[0.0, rng.uniform(0.02, 0.05, frames - 1)])
+    return Cine(frames=data, spacing=(0.3, 0.25, 1.5), origin=(10.5, -20.25, 3.0), direction=direction,
+                times=times, meta={"modality": "US"})
+
+
+def files_in(folder: Path) -> list[str]:
+    """Every entry in a folder, hidden temporaries included."""
+    return sorted(p.name for p in Path(folder).iterdir())

@@ -1,0 +1,84 @@
+"""`usgen demo OUT_DIR`: the main job on data that ships with the install.
+
+Converts the real ultrasound DICOMs bundled with pydicom (an echo cine, a power-Doppler lymph
+node in RGB and JPEG 2000, a palette-colour obstetric frame) to Slicer sequences with GIF/MP4
+previews and a contact sheet, and writes OUT_DIR/index.html showing them. Later capabilities
+add their own section.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pydicom
+
+from USGenLib.errors import UsgenInputError
+from USGenLib.io import atomic_write_text, read_cine, write_cine, write_contact_sheet
+from USGenLib.io.info import describe
+from USGenLib.progress import track
+
+PYDICOM_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+DEMO_DICOMS = {
+    "examples_ybr_color.dcm": "Echocardiogram cine, 30 frames (YBR_FULL_422, JPEG baseline)",
+    "examples_rgb_color.dcm": "Power-Doppler lymph node (RGB)",
+    "examples_jpeg2k.dcm": "Power-Doppler lymph node (JPEG 2000)",
+    "examples_palette.dcm": "Obstetric B-mode (PALETTE COLOR)",
+}
+
+
+def bundled_dicom(name: str) -> Path:
+    """Path of a DICOM shipped inside pydicom's wheel (never downloaded)."""
+    path = PYDICOM_TEST_FILES / name
+    if not path.exists():
+        raise UsgenInputError(path, "pydicom's bundled test file is missing (reinstall pydicom)")
+    return path
+
+
+def _section(title: str, body: str) -> str:
+    return f"<section><h2>{html.escape(title)}</h2>{body}</section>\n"
+
+
+def run_demo(out_dir: str | Path) -> list[Path]:
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsgenInputError(out_dir, "exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs: list[Path] = []
+    rows, cines, names = [], [], []
+    for name in track(DEMO_DICOMS, len(DEMO_DICOMS), "demo: real DICOM cines"):
+        src = bundled_dicom(name)
+        stem = name.removesuffix(".dcm")
+        cine = read_cine(src)
+        info = describe(src)
+        seq = write_cine(cine, out_dir / f"{stem}.seq.nrrd")
+        gif = write_cine(cine, out_dir / f"{stem}.gif")
+        outputs += [seq, gif]
+        if cine.num_frames > 1:
+            outputs.append(write_cine(cine, out_dir / f"{stem}.mp4"))
+        cines.append(cine)
+        names.append(stem.removeprefix("examples_"))
+        fps = "-" if info["fps"] is None else f"{info['fps']:.1f}"
+        rows.append(
+            f"<tr><td><img src='{gif.name}' height='160'></td><td>{html.escape(DEMO_DICOMS[name])}</td>"
+            f"<td>{info['frames']}</td><td>{info['width']}&times;{info['height']}&times;{info['channels']}</td>"
+            f"<td>{info['spacing_mm'][0]:.3f} mm<br><small>{html.escape(info['spacing_from'])}</small></td>"
+            f"<td>{fps}</td><td>{'yes' if info['has_color_flow'] else 'no'}</td>"
+            f"<td><a href='{seq.name}'>{seq.name}</a></td></tr>")
+    sheet = write_contact_sheet(cines, out_dir / "contact_sheet.png", labels=names)
+    outputs.append(sheet)
+
+    table = ("<table><tr><th>preview</th><th>what</th><th>frames</th><th>size</th><th>spacing</th>"
+             "<th>frames/s</th><th>colour flow</th><th>Slicer sequence</th></tr>" + "".join(rows) + "</table>"
+             f"<p><img src='{sheet.name}' style='max-width:100%'></p>"
+             "<p>Load any <code>.seq.nrrd</code> in 3D Slicer (drag and drop, or the USGen module) to get a "
+             "volume sequence with the DICOM's spacing and frame times.</p>")
+    sections = [_section("Real ultrasound DICOMs (bundled with pydicom)", table)]
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>USGen demo</title>"
+            "<style>body{font-family:sans-serif;background:#111;color:#ddd;margin:2em}"
+            "table{border-collapse:collapse}td,th{border:1px solid #444;padding:4px 8px;vertical-align:middle}"
+            "a{color:#8cf}</style></head><body><h1>USGen demo</h1>" + "".join(sections) + "</body></html>\n")
+    index = out_dir / "index.html"
+    atomic_write_text(index, page)
+    outputs.append(index)
+    return outputs
