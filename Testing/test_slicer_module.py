@@ -1,0 +1,371 @@
+"""The Slicer extension shell, checked without Slicer.
+
+The module file imports slicer and qt, so it cannot be imported here. Its pure helpers (the
+JSON-line protocol, command building, output naming, dependency checks) are compiled straight
+from USGen.py's syntax tree, leaving out the Slicer imports and the four Slicer classes; any
+helper that reached for slicer or qt would fail here.
+"""
+
+import ast
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+import tomllib
+import types
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE_DIR = ROOT / "USGenExtension" / "USGen"
+MODULE_PY = MODULE_DIR / "USGen.py"
+MODULE_UI = MODULE_DIR / "Resources" / "UI" / "USGen.ui"
+SLICER_ONLY = {"slicer", "qt", "ctk", "vtk"}
+MODULE_CLASSES = {"USGen", "USGenWidget", "USGenLogic", "USGenTest"}
+
+
+def _import_roots(node):
+    if isinstance(node, ast.Import):
+        return {alias.name.split(".")[0] for alias in node.names}
+    if isinstance(node, ast.ImportFrom) and node.level == 0:
+        return {node.module.split(".")[0]}
+    return set()
+
+
+def _pure_nodes():
+    tree = ast.parse(MODULE_PY.read_text(encoding="utf-8"))
+    return [node for node in tree.body
+            if not _import_roots(node) & SLICER_ONLY
+            and not (isinstance(node, ast.ClassDef) and node.name in MODULE_CLASSES)]
+
+
+@pytest.fixture(scope="module")
+def helpers():
+    module = types.ModuleType("USGen_pure_helpers")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    code = compile(ast.Module(body=_pure_nodes(), type_ignores=[]), str(MODULE_PY), "exec")
+    exec(code, module.__dict__)
+    yield module
+    del sys.modules[module.__name__]
+
+
+def _cmake_commands(path):
+    """(command, arguments) pairs of a simple CMake file: no nested parentheses in arguments."""
+    text = re.sub(r"#[^\n]*", "", path.read_text(encoding="utf-8"))
+    return [(name.lower(), shlex.split(args)) for name, args in re.findall(r"(\w+)\s*\(([^()]*)\)", text)]
+
+
+def _scripted_module_files(cmake_file):
+    """The SCRIPTS and RESOURCES given to slicerMacroBuildScriptedModule, variables expanded."""
+    commands = _cmake_commands(cmake_file)
+    variables = {args[0]: args[1:] for name, args in commands if name == "set"}
+
+    def expand(tokens):  # variables that set() does not define (globs) stay as they are
+        out = []
+        for token in tokens:
+            match = re.fullmatch(r"\$\{(\w+)\}", token)
+            if match and match.group(1) in variables:
+                out += expand(variables[match.group(1)])
+            else:
+                out.append(re.sub(r"\$\{(\w+)\}", lambda m: " ".join(variables.get(m.group(1), [m.group(0)])), token))
+        return out
+
+    (args,) = [args for name, args in commands if name == "slicermacrobuildscriptedmodule"]
+    keywords = {"NAME", "SCRIPTS", "RESOURCES", "WITH_GENERIC_TESTS", "WITH_SUBDIR", "VERBOSE"}
+    groups, current = {}, None
+    for token in args:
+        if token in keywords:
+            current = token
+            groups.setdefault(token, [])
+        else:
+            groups[current].append(token)
+    return {key: expand(value) for key, value in groups.items()}
+
+
+# --- (a) the .ui file -------------------------------------------------------------------------
+
+
+def test_ui_parses_and_has_every_widget_the_module_uses():
+    root = ET.parse(MODULE_UI).getroot()
+    top = root.find("widget")
+    assert top.get("class") == "qMRMLWidget"
+    widgets = {w.get("name"): w.get("class") for w in root.iter("widget")}
+    used = set(re.findall(r"self\.ui\.(\w+)", MODULE_PY.read_text(encoding="utf-8")))
+    assert used, "USGen.py uses no self.ui widgets"
+    assert used <= widgets.keys(), f"missing in USGen.ui: {sorted(used - widgets.keys())}"
+    expected = {"inputPathLineEdit": "ctkPathLineEdit", "outputFolderLineEdit": "ctkPathLineEdit",
+                "applyButton": "QPushButton", "cancelButton": "QPushButton",
+                "progressBar": "QProgressBar", "statusLabel": "QLabel"}
+    assert {name: widgets.get(name) for name in expected} == expected
+    assert "ctkCollapsibleButton" in widgets.values()
+    declared = {c.findtext("class") for c in root.iter("customwidget")}
+    custom = {cls for cls in widgets.values() if not cls.startswith("Q")}
+    assert custom <= declared, f"custom widgets not declared: {custom - declared}"
+
+
+# --- (b) the module file ----------------------------------------------------------------------
+
+
+def test_module_defines_the_four_slicer_classes():
+    tree = ast.parse(MODULE_PY.read_text(encoding="utf-8"))
+    bases = {node.name: [ast.unparse(b) for b in node.bases] for node in tree.body if isinstance(node, ast.ClassDef)}
+    assert bases["USGen"] == ["ScriptedLoadableModule"]
+    assert bases["USGenWidget"] == ["ScriptedLoadableModuleWidget", "VTKObservationMixin"]
+    assert bases["USGenLogic"] == ["ScriptedLoadableModuleLogic"]
+    assert bases["USGenTest"] == ["ScriptedLoadableModuleTest"]
+
+
+def test_module_resources_it_loads_are_installed():
+    text = MODULE_PY.read_text(encoding="utf-8")
+    loaded = {"Resources/" + name for name in re.findall(r"resourcePath\(\"([^\"]+)\"\)", text)}
+    assert loaded == {"Resources/UI/USGen.ui"}
+    assert loaded <= set(_scripted_module_files(MODULE_DIR / "CMakeLists.txt")["RESOURCES"])
+
+
+def test_pure_helpers_do_not_touch_slicer_or_qt():
+    names = {n.id for node in _pure_nodes() for n in ast.walk(node) if isinstance(n, ast.Name)}
+    assert not names & (SLICER_ONLY | {"_", "translate"})
+
+
+# --- (c) the pure helpers ---------------------------------------------------------------------
+
+
+def test_usgen_arguments_run_the_package_with_json_progress(helpers):
+    args = helpers.usgenArguments("convert", "/data/my cine.dcm", Path("/out/my cine.seq.nrrd"))
+    assert args == ["-m", "USGenLib", "convert", "/data/my cine.dcm", "/out/my cine.seq.nrrd", "--progress-json"]
+
+
+def test_parse_progress_line(helpers):
+    assert helpers.parseProgressLine(b'{"progress": 0.4, "stage": "convert", "message": "frame 12/30"}\n') == {
+        "progress": 0.4, "stage": "convert", "message": "frame 12/30"}
+    assert helpers.parseProgressLine('  {"error": "x.dcm: not DICOM"}\r') == {"error": "x.dcm: not DICOM"}
+    for stray in (b"", b"Warning: something", b"{not json", b"[1, 2]", b"42"):
+        assert helpers.parseProgressLine(stray) is None
+
+
+def test_job_output_success_with_chunks_split_anywhere(helpers):
+    stream = ('{"progress": 0.5, "stage": "read", "message": "caf\u00e9 15/30"}\n'
+              "a library printed this\n"
+              '{"progress": 1.0, "stage": "done", "outputs": ["/out/a.seq.nrrd", "/out/b.seg.nrrd"]}').encode()
+    for cut in range(1, len(stream)):  # every split point, including inside the UTF-8 "é"
+        job = helpers.JobOutput()
+        messages = job.feedStdout(stream[:cut]) + job.feedStdout(stream[cut:])
+        result = job.finish(0)
+        assert [m["stage"] for m in messages] == ["read"]  # the last line has no newline yet
+        assert messages[0]["message"] == "caf\u00e9 15/30"
+        assert result.succeeded and result.outputs == ["/out/a.seq.nrrd", "/out/b.seg.nrrd"]
+        assert result.details == "a library printed this"
+
+
+def test_job_output_bad_input_exit_code_2(helpers):
+    job = helpers.JobOutput()
+    job.feedStdout(b'{"progress": 0.1, "stage": "read"}\n{"error": "/d/x.dcm: not a DICOM file"}\n')
+    job.feedStderr(b"/d/x.dcm: not a DICOM file\n")
+    result = job.finish(2)
+    assert not result.succeeded and not result.cancelled
+    assert result.error == "The input cannot be used: /d/x.dcm: not a DICOM file"
+    assert result.details == "/d/x.dcm: not a DICOM file"
+
+
+def test_job_output_other_failures(helpers):
+    job = helpers.JobOutput()
+    job.feedStderr(b"Traceback (most recent call last):\n  ...\nMemoryError\n")
+    assert job.finish(1).error == "usgen failed (exit code 1): MemoryError"
+
+    assert helpers.JobOutput().finish(9, crashed=True).error == "usgen stopped unexpectedly: no message"
+    # exit 0 without the final "done" line is not a success: nothing says what was written
+    assert "without reporting" in helpers.JobOutput().finish(0).error
+
+
+def test_job_output_cancelled(helpers):
+    job = helpers.JobOutput()
+    job.feedStdout(b'{"progress": 0.2, "stage": "convert"}\n')
+    result = job.finish(9, crashed=True, cancelled=True)
+    assert result.cancelled and not result.error and not result.succeeded
+
+
+def test_converted_path(helpers):
+    assert helpers.convertedPath("/d/Cine.DCM", "/o") == os.path.join("/o", "Cine.seq.nrrd")
+    assert helpers.convertedPath("/d/clip.mp4", "/o") == os.path.join("/o", "clip.seq.nrrd")
+    assert helpers.convertedPath("/d/1.2.840.113619.5", "/o") == os.path.join("/o", "1.2.840.113619.5.seq.nrrd")
+    assert helpers.convertedPath("/d/x.seq.nrrd", "/o") == os.path.join("/o", "x.seq.nrrd")
+    # converting a sequence into its own folder must not overwrite it
+    assert helpers.convertedPath("/d/x.seq.nrrd", "/d") == os.path.join("/d", "x-converted.seq.nrrd")
+
+
+def test_output_kind(helpers):
+    kinds = {"/o/a.seq.nrrd": "sequence", "/o/A.SEQ.NRRD": "sequence", "/o/a.seg.nrrd": "segmentation",
+             "/o/ct.nrrd": "volume", "/o/ct.nii.gz": "volume", "/o/report.json": None, "/o/a.mp4": None}
+    assert {path: helpers.outputKind(path) for path in kinds} == kinds
+
+
+def test_playback_fps(helpers):
+    assert helpers.playbackFps([0.0, 0.04, 0.08, 0.12]) == pytest.approx(25.0)
+    assert helpers.playbackFps([0.5]) is None
+    assert helpers.playbackFps([1.0, 1.0]) is None
+
+
+def test_missing_requirements(helpers):
+    installed = {"torch": "2.13.0+cpu", "monai": "1.3.2", "pydicom": "3.1.0.dev0"}
+    missing = helpers.missingRequirements(["torch>=2.2,<3", "monai>=1.4", "pydicom>=3.0", "tqdm>=4.60"],
+                                          installed.get)
+    assert missing == ["monai>=1.4", "tqdm>=4.60"]
+    assert helpers.missingRequirements(helpers.REQUIREMENTS) == []  # this venv has them all
+
+
+def test_requirements_match_pyproject(helpers):
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    norm = lambda spec: re.split(r"[<>=!~ ;\[]", spec, maxsplit=1)[0].lower().replace("_", "-")
+    assert set(helpers.REQUIREMENTS) <= set(declared)
+    assert {norm(s) for s in declared} == {norm(s) for s in helpers.REQUIREMENTS + helpers.SLICER_PROVIDED}
+
+
+def test_usgenlib_folder_in_source_and_installed_layouts(helpers, tmp_path):
+    assert Path(helpers.usgenLibFolder(str(MODULE_DIR))) == ROOT
+    installed = tmp_path / "lib" / "Slicer-5.9" / "qt-scripted-modules"
+    (installed / "USGenLib").mkdir(parents=True)
+    (installed / "USGenLib" / "__init__.py").write_text("")
+    assert helpers.usgenLibFolder(str(installed)) == str(installed)
+    assert helpers.usgenLibFolder(str(tmp_path)) is None
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="checks process states through /proc")
+def test_kill_process_tree_kills_the_grandchild(helpers):
+    # Like PythonSlicer: a launcher process whose child does the work.
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time\n"
+         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+         "print(child.pid, flush=True)\nchild.wait()"],
+        stdout=subprocess.PIPE, text=True)
+    child = int(launcher.stdout.readline())
+
+    def alive(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    assert alive(child)
+    helpers.killProcessTree(launcher.pid)
+    launcher.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(child)
+    helpers.killProcessTree(0)  # must not signal this process group
+
+
+# --- the `usgen` side of the protocol, when the CLI exists --------------------------------------
+
+
+needs_cli = pytest.mark.skipif(not (ROOT / "USGenLib" / "cli.py").exists(),
+                               reason="the usgen command (USGenLib/cli.py) is not written yet")
+
+
+def _run_usgen(helpers, *args):
+    env = dict(os.environ, PYTHONPATH=helpers.usgenLibFolder(str(MODULE_DIR)))
+    proc = subprocess.run([sys.executable, *helpers.usgenArguments(*args)], capture_output=True, env=env,
+                          timeout=600, cwd=ROOT)
+    job = helpers.JobOutput()
+    progress = job.feedStdout(proc.stdout)
+    job.feedStderr(proc.stderr)
+    return proc, progress, job.finish(proc.returncode)
+
+
+@needs_cli
+def test_usgen_convert_speaks_the_protocol(helpers, tmp_path):
+    pydicom_data = pytest.importorskip("pydicom.data")
+    nrrd = pytest.importorskip("nrrd")
+    cine = pydicom_data.get_testdata_file("examples_ybr_color.dcm")
+    output = helpers.convertedPath(cine, str(tmp_path))
+    proc, progress, result = _run_usgen(helpers, "convert", cine, output)
+    assert result.succeeded, f"{result.error}\n{result.details}"
+    assert [os.path.realpath(path) for path in result.outputs] == [os.path.realpath(output)]
+    assert progress[-1]["stage"] == "done" and progress[-1]["progress"] == 1.0
+    assert all(0.0 <= m["progress"] <= 1.0 for m in progress)
+    assert nrrd.read_header(output)["sizes"][-1] == 30
+
+
+@needs_cli
+def test_usgen_bad_input_speaks_the_protocol(helpers, tmp_path):
+    missing = tmp_path / "no-such-cine.dcm"
+    output = helpers.convertedPath(str(missing), str(tmp_path))
+    proc, progress, result = _run_usgen(helpers, "convert", missing, output)
+    assert proc.returncode == 2
+    assert result.error.startswith("The input cannot be used: ") and str(missing) in result.error
+    assert str(missing) in proc.stderr.decode()
+    assert not os.path.exists(output)
+
+
+# --- (d) the library stays free of Slicer ------------------------------------------------------
+
+
+def test_usgenlib_imports_nothing_from_slicer():
+    files = sorted((ROOT / "USGenLib").rglob("*.py"))
+    assert files
+    offenders = [f"{path.relative_to(ROOT)}:{node.lineno} imports {sorted(_import_roots(node) & SLICER_ONLY)}"
+                 for path in files
+                 for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+                 if _import_roots(node) & SLICER_ONLY]
+    assert not offenders, "\n".join(offenders)
+
+
+# --- (e) the CMake files ----------------------------------------------------------------------
+
+
+def test_extension_cmakelists():
+    commands = _cmake_commands(ROOT / "CMakeLists.txt")
+    names = [name for name, _ in commands]
+    settings = {args[0]: args[1:] for name, args in commands if name == "set"}
+    assert ("project", ["USGen"]) in commands
+    assert settings["EXTENSION_CATEGORY"] == ["Ultrasound"]
+    assert settings["EXTENSION_CONTRIBUTORS"] == ["USGen team"]
+    assert settings["EXTENSION_DEPENDS"] == ["NA"]
+    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
+        assert settings[key] and settings[key][0], key
+    icon = settings["EXTENSION_ICONURL"][0]
+    assert (ROOT / icon.split("/main/", 1)[1]).is_file(), icon
+    assert ("find_package", ["Slicer", "REQUIRED"]) in commands
+    assert ("include", ["${Slicer_USE_FILE}"]) in commands
+    assert names.index("find_package") < names.index("add_subdirectory")
+    subdirs = [args[0] for name, args in commands if name == "add_subdirectory"]
+    assert subdirs == ["USGenLib", "USGenExtension/USGen"]
+    for subdir in subdirs:
+        assert (ROOT / subdir / "CMakeLists.txt").is_file(), subdir
+    assert commands[-2:] == [("include", ["${Slicer_EXTENSION_GENERATE_CONFIG}"]),
+                             ("include", ["${Slicer_EXTENSION_CPACK}"])]
+
+
+def test_module_cmakelists_lists_existing_files():
+    files = _scripted_module_files(MODULE_DIR / "CMakeLists.txt")
+    assert files["NAME"] == ["USGen"]
+    assert files["SCRIPTS"] == ["USGen.py"]
+    assert set(files["RESOURCES"]) == {"Resources/Icons/USGen.png", "Resources/UI/USGen.ui"}
+    assert "WITH_GENERIC_TESTS" in files
+    for name in files["SCRIPTS"] + files["RESOURCES"]:
+        assert (MODULE_DIR / name).is_file(), name
+
+
+def test_usgenlib_cmakelists_installs_every_python_file_with_subdir():
+    cmake = ROOT / "USGenLib" / "CMakeLists.txt"
+    commands = _cmake_commands(cmake)
+    (glob,) = [args for name, args in commands if name == "file" and args[0] == "GLOB_RECURSE"]
+    assert glob[glob.index("RELATIVE") + 1] == "${CMAKE_CURRENT_SOURCE_DIR}"
+    patterns = [token for token in glob[2:] if "*" in token]
+    assert patterns in (["*.py"], ["${CMAKE_CURRENT_SOURCE_DIR}/*.py"])
+    files = _scripted_module_files(cmake)
+    assert files["NAME"] == ["USGenLib"]
+    assert files["SCRIPTS"] == [f"${{{glob[1]}}}"]
+    assert "WITH_SUBDIR" in files  # installs into qt-scripted-modules/USGenLib/, beside USGen.py
+
+
+def test_usgenlib_holds_only_python_files():
+    # The extension installs USGenLib's .py files only (as pip does without package-data);
+    # a data file here would be missing from both installs.
+    others = [p.relative_to(ROOT).as_posix() for p in (ROOT / "USGenLib").rglob("*")
+              if p.is_file() and p.suffix not in (".py", ".pyc") and p.name != "CMakeLists.txt"]
+    assert not others, f"not installed with the extension or by pip: {others}"
