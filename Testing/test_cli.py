@@ -106,3 +106,15 @@ def test_bench_io_prints_figures(usgen):
     result = bench_io(frames=4, height=64, width=80)
     assert result["frames"] == 4 and result["convert_s"] > 0 and result["convert_peak_rss_mb"] > 10
     assert result["seq_nrrd_mb"] < result["raw_mb"] + 0.01
+
+
+def test_sheet_puts_cines_side_by_side(dicoms, tmp_path, usgen):
+    from PIL import Image
+
+    res = usgen("sheet", dicoms["ybr_color"], dicoms["palette"], "--out", tmp_path / "s.png", "--frames", "3",
+                "--height", "50", "--quiet")
+    assert res.code == 0
+    sheet = np.asarray(Image.open(tmp_path / "s.png"))
+    assert sheet.shape[0] == 2 * (50 + 16)  # one row per cine
+    res = usgen("sheet", dicoms["ybr_color"], "--out", tmp_path / "s.gif")
+    assert res.code == 2 and "s.gif: a contact sheet is a .png file" in res.err

@@ -72,6 +72,31 @@ def _run_convert(args) -> list[Path]:
     return [write_any(read_any(args.input), args.output, deidentify=args.deidentify)]
 
 
+# -------------------------------------------------------------------- contact sheet
+def _add_sheet(sub, common) -> None:
+    p = sub.add_parser("sheet", parents=[common], help="PNG contact sheet of one or more cines",
+                       description="One row per cine, evenly spaced frames with their times, tiles scaled to the "
+                                   "physical aspect ratio: compare cines side by side.")
+    p.add_argument("inputs", type=Path, nargs="+", help="cines (DICOM, video, .seq.nrrd)")
+    p.add_argument("--out", type=Path, required=True, help="output .png")
+    p.add_argument("--frames", type=int, default=6, help="frames per row (default 6)")
+    p.add_argument("--height", type=int, default=160, help="tile height in pixels (default 160)")
+    p.set_defaults(run=_run_sheet)
+
+
+def _run_sheet(args) -> list[Path]:
+    from USGenLib.io import check_output_folder, read_cine, suffix_of, write_contact_sheet
+
+    if suffix_of(args.out) != ".png":
+        raise UsgenInputError(args.out, "a contact sheet is a .png file")
+    if args.frames < 1 or args.height < 8:
+        raise UsgenInputError(None, "--frames must be >= 1 and --height >= 8")
+    check_output_folder(args.out)
+    cines = [read_cine(p) for p in args.inputs]
+    labels = [p.name.split(".")[0] for p in args.inputs] if len(cines) > 1 else None
+    return [write_contact_sheet(cines, args.out, frames_per_row=args.frames, tile_height=args.height, labels=labels)]
+
+
 # ----------------------------------------------------------------------------- demo
 def _add_demo(sub, common) -> None:
     p = sub.add_parser("demo", parents=[common], help="run the main job on bundled data",
@@ -163,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_info(sub, common)
     _add_convert(sub, common)
+    _add_sheet(sub, common)
     _add_demo(sub, common)
     _add_dataset(sub, common)
     _add_bench(sub, common)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from USGenLib.cfd.color_flow import color_flow_fraction, FLOW_FRACTION
+from USGenLib.cfd.detect import color_flow_fraction, FLOW_FRACTION
 from USGenLib.io import read_any
 from USGenLib.types import Cine
 
