@@ -98,6 +98,11 @@ def test_demo_writes_sequences_previews_and_index(tmp_path, usgen):
     echo = read_cine(demo / "examples_ybr_color.seq.nrrd")
     assert echo.num_frames == 30 and echo.spacing[0] == pytest.approx(0.510497, abs=1e-6)
     assert (demo / "contact_sheet.png").stat().st_size > 10_000
+    # The simulated sweep: both qualities, same geometry, labels and attenuation beside them.
+    low, high = (read_cine(demo / "simulation" / q / "bmode.seq.nrrd") for q in ("low", "high"))
+    assert low.frames.shape == high.frames.shape and low.num_frames == 10
+    assert np.allclose(low.spacing, high.spacing) and np.allclose(low.origin, high.origin)
+    assert "simulation/high_quality.gif" in page and (demo / "simulation" / "labels.gif").exists()
 
 
 def test_bench_io_prints_figures(usgen):

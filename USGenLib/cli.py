@@ -97,6 +97,65 @@ def _run_sheet(args) -> list[Path]:
     return [write_contact_sheet(cines, args.out, frames_per_row=args.frames, tile_height=args.height, labels=labels)]
 
 
+# ------------------------------------------------------------------------- simulate
+def _add_simulate(sub, common) -> None:
+    p = sub.add_parser("simulate", parents=[common], help="simulate B-mode, labels, attenuation and FoV from a CT or phantom",
+                       description="Ray-marching ultrasound simulation of a CT (HU), a label map (tissue table) or a "
+                                   "generated phantom. Writes OUT/bmode.seq.nrrd, labels.seq.nrrd, "
+                                   "attenuation.seq.nrrd, fov_mask.nrrd and meta.json. See docs/simulation.md.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ct", type=Path, help="CT volume (HU) or label map: DICOM series folder, .nrrd, .nii.gz, .mha")
+    src.add_argument("--phantom", help="generated phantom: abdomen or fetal")
+    p.add_argument("--seed", type=int, default=0, help="phantom shapes, scatterer texture and ray jitter (default 0)")
+    p.add_argument("--probe", choices=["convex", "linear"], default="convex")
+    p.add_argument("--quality", choices=["low", "high"], default="low",
+                   help="low: 1 ray per scanline, 1 elevational layer; high: 32 rays, 3 layers")
+    p.add_argument("--rays", type=int, help="rays per scanline (overrides --quality's)")
+    p.add_argument("--layers", type=int, help="elevational layers (overrides --quality's)")
+    p.add_argument("--pose", type=Path, help="probe pose(s): JSON, text 4x4, or a Slicer/ITK .tfm (LPS; see docs)")
+    p.add_argument("--sweep", type=int, default=1, help="frames of a sweep through the pose (default 1)")
+    p.add_argument("--sweep-mm", type=float, default=None,
+                   help="sweep translation along the elevation axis, mm (default: 40 or less to stay in the volume)")
+    p.add_argument("--tilt", type=float, default=0.0, help="sweep fan tilt span, degrees (default 0)")
+    p.add_argument("--rotate", type=float, default=0.0, help="sweep rotation span about the probe axis, degrees")
+    p.add_argument("--size", default="256x256", help="output frame size HxW (default 256x256)")
+    p.add_argument("--hu-offset", default="auto",
+                   help="subtracted from CT values to get HU: auto (detects HU+1000 data) or a number")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    p.set_defaults(run=_run_simulate)
+
+
+def _run_simulate(args) -> list[Path]:
+    from USGenLib.io import read_volume
+    from USGenLib.simulation import Simulator, make_phantom, parse_size, read_poses, sweep_poses
+    from USGenLib.simulation.sweep import extent_along
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UsgenInputError(args.out, "exists and is not a folder")
+    if not args.out.resolve().parent.is_dir():
+        raise UsgenInputError(args.out.resolve().parent, "output folder does not exist")
+    if args.sweep < 1:
+        raise UsgenInputError(None, f"--sweep must be at least 1 frame, got {args.sweep}")
+    size = parse_size(args.size)
+    try:
+        hu_offset = args.hu_offset if args.hu_offset == "auto" else float(args.hu_offset)
+    except ValueError:
+        raise UsgenInputError(None, f"--hu-offset must be 'auto' or a number, got '{args.hu_offset}'") from None
+    volume = read_volume(args.ct) if args.ct else make_phantom(args.phantom, seed=args.seed)
+    sim = Simulator(volume, args.probe, args.quality, size=size, seed=args.seed, rays=args.rays, layers=args.layers,
+                    hu_offset=hu_offset, source=str(args.ct) if args.ct else None)
+    poses = read_poses(args.pose) if args.pose else sim.default_pose()[None]
+    if args.sweep > 1:
+        if poses.shape[0] > 1:
+            raise UsgenInputError(args.pose, "holds several poses already; give one pose with --sweep")
+        span = args.sweep_mm
+        if span is None:  # 40 mm, or 60 % of the volume's extent across the imaging plane
+            span = min(40.0, 0.6 * extent_along(volume.index_to_physical(), volume.shape_ijk, poses[0][:3, 2]))
+        poses = sweep_poses(poses[0], args.sweep, span_mm=span, tilt_deg=args.tilt, rotate_deg=args.rotate)
+    result = sim.simulate(poses, pose_source=args.pose)
+    return result.write(args.out)
+
+
 # ----------------------------------------------------------------------------- demo
 def _add_demo(sub, common) -> None:
     p = sub.add_parser("demo", parents=[common], help="run the main job on bundled data",
@@ -161,6 +220,10 @@ def _add_bench(sub, common) -> None:
     io.add_argument("--frames", type=int, default=300)
     io.add_argument("--json", action="store_true", help="print one JSON object")
     io.set_defaults(run=_run_bench_io)
+    sim = targets.add_parser("simulate", parents=[common], help="simulation frames/s at 256x256 and 512x512 from a 256^3 volume")
+    sim.add_argument("--volume", type=int, default=256, help="phantom size in voxels per side (default 256)")
+    sim.add_argument("--json", action="store_true", help="print one JSON object")
+    sim.set_defaults(run=_run_bench_simulate)
     ds = targets.add_parser("dataset", parents=[common], help="generation rate of `usgen dataset` (default: 200 CFD "
                                                                  "clips of 16 frames at 256x256, 2 workers)")
     ds.add_argument("--kind", choices=["cfd", "echo", "enhance"], default="cfd")
@@ -170,6 +233,14 @@ def _add_bench(sub, common) -> None:
     ds.add_argument("--frames", type=int, default=None)
     ds.add_argument("--json", action="store_true", help="print one JSON object")
     ds.set_defaults(run=_run_bench_dataset)
+
+
+def _run_bench_simulate(args) -> list[Path]:
+    from USGenLib.simulation.bench import bench_simulate, format_bench_simulate
+
+    result = bench_simulate(volume_size=args.volume)
+    print(json.dumps(result) if args.json else format_bench_simulate(result))
+    return []
 
 
 def _run_bench_io(args) -> list[Path]:
@@ -189,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub, common)
     _add_convert(sub, common)
     _add_sheet(sub, common)
+    _add_simulate(sub, common)
     _add_demo(sub, common)
     _add_dataset(sub, common)
     _add_bench(sub, common)

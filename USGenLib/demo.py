@@ -2,8 +2,8 @@
 
 Converts the real ultrasound DICOMs bundled with pydicom (an echo cine, a power-Doppler lymph
 node in RGB and JPEG 2000, a palette-colour obstetric frame) to Slicer sequences with GIF/MP4
-previews and a contact sheet, and writes OUT_DIR/index.html showing them. Later capabilities
-add their own section.
+previews and a contact sheet, simulates a short sweep over a generated abdomen phantom at both
+quality levels, and writes OUT_DIR/index.html showing them. Later capabilities add their own section.
 """
 
 from __future__ import annotations
@@ -11,12 +11,16 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+import numpy as np
 import pydicom
 
 from USGenLib.errors import UsgenInputError
 from USGenLib.io import atomic_write_text, read_cine, write_cine, write_contact_sheet
 from USGenLib.io.info import describe
 from USGenLib.progress import track
+from USGenLib.simulation import demo_sweep
+from USGenLib.simulation.tissues import DISPLAY_COLORS
+from USGenLib.types import Cine
 
 PYDICOM_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 DEMO_DICOMS = {
@@ -37,6 +41,32 @@ def bundled_dicom(name: str) -> Path:
 
 def _section(title: str, body: str) -> str:
     return f"<section><h2>{html.escape(title)}</h2>{body}</section>\n"
+
+
+def colorize_labels(labels: Cine) -> Cine:
+    """RGB preview of a tissue-label cine in the tissue table's display colours."""
+    lut = np.zeros((256, 3), np.uint8)
+    for value, rgb in DISPLAY_COLORS.items():
+        lut[value] = np.round(np.asarray(rgb) * 255)
+    return labels.with_frames(lut[np.asarray(labels.frames)])
+
+
+def _simulation_section(out_dir: Path) -> tuple[str, list[Path]]:
+    written = demo_sweep(out_dir)
+    sim = out_dir / "simulation"
+    cines = {"low quality": read_cine(sim / "low" / "bmode.seq.nrrd"),
+             "high quality": read_cine(sim / "high" / "bmode.seq.nrrd"),
+             "labels": colorize_labels(read_cine(sim / "high" / "labels.seq.nrrd")),
+             "attenuation": read_cine(sim / "high" / "attenuation.seq.nrrd")}
+    gifs = [write_cine(c, sim / f"{name.replace(' ', '_')}.gif") for name, c in cines.items()]
+    sheet = write_contact_sheet(list(cines.values()), sim / "contact_sheet.png", frames_per_row=5, labels=list(cines))
+    cells = "".join(f"<td><img src='simulation/{g.name}' height='200'><br>{html.escape(n)}</td>" for g, n in zip(gifs, cines))
+    links = ", ".join(f"<a href='{p.relative_to(out_dir).as_posix()}'>{p.relative_to(out_dir).as_posix()}</a>"
+                      for p in written if p.suffix != ".json")
+    body = (f"<table><tr>{cells}</tr></table><p><img src='simulation/{sheet.name}' style='max-width:100%'></p>"
+            f"<p>A 10-frame sweep over a seeded abdomen phantom (ribs, liver vessels, cyst, kidney) with a convex probe; "
+            f"labels and integral attenuation maps are by-products (<code>usgen simulate</code>). Files: {links}</p>")
+    return body, written + gifs + [sheet]
 
 
 def run_demo(out_dir: str | Path) -> list[Path]:
@@ -73,7 +103,10 @@ def run_demo(out_dir: str | Path) -> list[Path]:
              f"<p><img src='{sheet.name}' style='max-width:100%'></p>"
              "<p>Load any <code>.seq.nrrd</code> in 3D Slicer (drag and drop, or the USGen module) to get a "
              "volume sequence with the DICOM's spacing and frame times.</p>")
-    sections = [_section("Real ultrasound DICOMs (bundled with pydicom)", table)]
+    sim_html, sim_outputs = _simulation_section(out_dir)
+    outputs += sim_outputs
+    sections = [_section("Real ultrasound DICOMs (bundled with pydicom)", table),
+                _section("Simulated sweep: abdomen phantom, low and high quality", sim_html)]
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>USGen demo</title>"
             "<style>body{font-family:sans-serif;background:#111;color:#ddd;margin:2em}"
             "table{border-collapse:collapse}td,th{border:1px solid #444;padding:4px 8px;vertical-align:middle}"
