@@ -18,6 +18,7 @@ Beam model (Gaussian optics; two-way amplitude point-spread function, standard d
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ SPEED_ASSUMED = 1540.0  # m/s, the scanner's beamforming assumption
 
 
 @dataclass(frozen=True)
-class Probe:
+class Probe(ABC):
     """Common transducer parameters (see the module docstring for the beam model).
 
     depth_mm:            imaging depth from the face.
@@ -85,26 +86,26 @@ class Probe:
         return float(2.0 * math.sqrt(2.0 * math.log(2.0)) * self.elevation_sigma_mm(self.elevation_focus_mm))
 
     # --------------------------------------------------------------- geometry API
+    @abstractmethod
     def scanlines(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Origins (L,3), unit directions (L,3) and unit lateral vectors (L,3), probe coordinates."""
-        raise NotImplementedError
 
+    @abstractmethod
     def line_spacing_mm(self, depth: np.ndarray) -> np.ndarray:
         """Distance between neighbouring scanlines at each depth along the lines (mm)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def fov_bounds(self) -> tuple[float, float, float, float]:
         """(x_min, x_max, y_min, y_max) of the field of view in probe coordinates (mm)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def to_beam(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """In-plane probe coordinates -> (depth along the line mm, fractional line index, inside FoV)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def beam_to_local(self, line: np.ndarray, depth: np.ndarray, elevation: np.ndarray) -> np.ndarray:
         """Beam coordinates (fractional line index, depth along the line mm, elevation mm) -> probe
         coordinates (..., 3) mm. Arguments broadcast."""
-        raise NotImplementedError
 
     def to_dict(self) -> dict:
         d = {"kind": self.kind, **asdict(self)}
