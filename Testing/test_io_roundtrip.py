@@ -150,3 +150,15 @@ def test_segmentation_round_trip_through_slicerio(tmp_path):
     # The generic writer names the labels itself.
     write_any(vol, tmp_path / "auto.seg.nrrd")
     assert np.array_equal(read_any(tmp_path / "auto.seg.nrrd").array, labels)
+
+
+def test_previews_make_masks_visible_and_keep_images():
+    from USGenLib.io.video import to_uint8
+
+    mask = np.zeros((2, 4, 4), np.uint8)
+    mask[:, 1:3, 1:3] = 1
+    assert to_uint8(mask).max() == 255 and to_uint8(mask).min() == 0
+    image = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    assert np.array_equal(to_uint8(image), image)
+    att = np.linspace(0, 1, 32, dtype=np.float32).reshape(1, 4, 8)
+    assert to_uint8(att)[0, 0, 0] == 0 and to_uint8(att)[0, -1, -1] == 255

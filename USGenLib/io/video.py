@@ -40,9 +40,16 @@ def read_video(path: str | Path) -> Cine:
                       "times_from": times_from})
 
 
+LABEL_MAX = 31  # uint8 data whose largest value is this small is a mask or label map
+
+
 def to_uint8(frames: np.ndarray) -> np.ndarray:
-    """Display pixels: uint8 passes; other types are windowed to their own 0.5-99.5 % range."""
+    """Display pixels: uint8 images pass; uint8 masks and label maps (max <= 31) are spread over
+    0..255; other types are windowed to their own 0.5-99.5 % range."""
     if frames.dtype == np.uint8:
+        top = int(frames.max()) if frames.size else 0
+        if 0 < top <= LABEL_MAX:
+            return (np.asarray(frames) * (255 // top)).astype(np.uint8)
         return np.asarray(frames)
     arr = np.asarray(frames, dtype=np.float32)
     lo, hi = np.percentile(arr, [0.5, 99.5]) if arr.size else (0.0, 1.0)
