@@ -124,3 +124,18 @@ def test_old_and_new_slicer_sequence_conventions_read_alike(tmp_path):
 def test_copy_of_bundled_dicom_without_extension_is_read(dicoms, tmp_path):
     shutil.copy(dicoms["rgb_color"], tmp_path / "IM0001")
     assert read_cine(tmp_path / "IM0001").frames.shape == (1, 240, 320, 3)
+
+
+def test_lossy_grey_video_with_chroma_noise_reads_as_grey(tmp_path):
+    from USGenLib.io import write_cine
+    from USGenLib.types import Cine
+
+    y, x = np.mgrid[0:64, 0:64]
+    grey = np.stack([(x * 3 + y + 10 * t) % 256 for t in range(6)]).astype(np.uint8)
+    write_cine(Cine(frames=grey, times=np.arange(6) / 25.0), tmp_path / "grey.mp4")  # yuv420p, lossy
+    back = read_cine(tmp_path / "grey.mp4")
+    assert back.frames.ndim == 3  # not RGB
+    rgb = np.stack([grey, grey, grey], -1)
+    rgb[..., 0] = np.clip(rgb[..., 0].astype(int) + 60, 0, 255)  # a truly coloured video stays RGB
+    write_cine(Cine(frames=rgb, times=np.arange(6) / 25.0), tmp_path / "colour.avi")
+    assert read_cine(tmp_path / "colour.avi").frames.ndim == 4

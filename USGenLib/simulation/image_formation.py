@@ -256,8 +256,9 @@ class FrameRenderer:
 
         # 2. Speckle at the layer centres: texture fixed in LPS space, masked by scatterer density.
         centres = _apply_pose(self.beam.centre_points, to_lps).view(B, S, E, L, 3)
-        re, im, uni = self.texture.sample(centres)
-        scatter = scatter * (uni < dens)
+        re, im = self.texture.sample(centres)
+        if self.medium.sparse:
+            scatter = scatter * (self.texture.uniform(centres) < dens)
         iq = torch.stack([scatter * re + self.specular_scale * specular, scatter * im])  # (2, B, S, E, L)
 
         # 3. Point-spread function: axial (along samples), then lateral (per depth, across lines).

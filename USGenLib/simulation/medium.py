@@ -59,6 +59,7 @@ class AcousticMedium:
         self.props = torch.from_numpy(props).to(self.device)[None]
         self.density = torch.from_numpy(dens).to(self.device)[None, None]
         self.labels = torch.from_numpy(labels.astype(np.float32)).to(self.device)[None, None]
+        self.sparse = bool(np.any(dens < 0.999) and np.any(amp[dens < 0.999] > 0))  # any sparse scatterers?
         self.present_labels = sorted(int(v) for v in np.unique(labels))
         # LPS -> normalised grid coordinates (x=i, y=j, z=k in [-1, 1], align_corners=True);
         # a single-slice axis maps everything to that slice (a 2-D map extends in elevation).

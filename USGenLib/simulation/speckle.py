@@ -6,8 +6,10 @@ summed. Trilinear interpolation of white noise lowers its variance between latti
 sample is divided by sqrt(sum of squared interpolation weights), which makes the field exactly
 unit-variance everywhere (hand-written: grid_sample returns values, not weights). The result is a
 circular complex Gaussian field: after the point-spread function its magnitude is Rayleigh
-distributed (fully developed speckle, envelope SNR 1.91). A third, real channel gives a uniform
-variate per position for the scatterer-density mask.
+distributed (fully developed speckle, envelope SNR 1.91). A third, real channel, sampled on a
+lattice ``mask_scale`` times coarser, gives a uniform variate per position for the scatterer-density
+mask (sparse scatterers then cluster at about a millimetre, like septa in fat, rather than
+flickering sample by sample).
 """
 
 from __future__ import annotations
@@ -31,28 +33,35 @@ class ScattererTexture:
 
     seed:    integer seed (same seed, same texture).
     cell_mm: lattice spacing in mm.
-    ``sample(points)``: (..., 3) LPS mm -> (real, imag, uniform) tensors of shape (...).
+    ``sample(points)``: (..., 3) LPS mm -> (real, imag) tensors of shape (...).
+    ``uniform(points)``: (..., 3) LPS mm -> uniform variates in (0, 1), shape (...).
     """
 
-    def __init__(self, seed: int, cell_mm: float, device: str | torch.device = "cpu"):
+    def __init__(self, seed: int, cell_mm: float, device: str | torch.device = "cpu", mask_scale: float = 3.0):
         gen = torch.Generator().manual_seed(int(seed) * 7919 + 17)
         self.cell_mm = float(cell_mm)
-        self.tiles = [_periodic_tile(gen, 3 if i == 0 else 2, n).to(device) for i, n in enumerate(_SIZES)]
+        self.mask_scale = float(mask_scale)
+        tiles = [_periodic_tile(gen, 3 if i == 0 else 2, n).to(device) for i, n in enumerate(_SIZES)]
+        self.tiles = [tiles[0][:, :2].contiguous(), tiles[1]]
+        self.mask_tile = tiles[0][:, 2:].contiguous()
 
-    def sample(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def _lookup(tile: torch.Tensor, n: int, q: torch.Tensor) -> torch.Tensor:
+        """Unit-variance trilinear sample of a periodic tile at lattice coordinates q (1,1,1,N,3) -> (C, N)."""
+        qm = torch.remainder(q + 0.37 * n, float(n))  # offset: a different phase per tile
+        frac = qm - torch.floor(qm)
+        norm = ((1.0 - frac) ** 2 + frac ** 2).prod(-1).rsqrt_()  # (1, 1, 1, N)
+        v = F.grid_sample(tile, qm * (2.0 / n) - 1.0, mode="bilinear", padding_mode="border", align_corners=True)
+        return v[0, :, 0, 0] * norm[0, 0]
+
+    def sample(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = points.shape[:-1]
         q = points.reshape(1, 1, 1, -1, 3) / self.cell_mm
-        re = im = None
-        uni = None
-        for tile, n in zip(self.tiles, _SIZES):
-            qm = torch.remainder(q + 0.37 * n, float(n))  # offset: a different phase per tile
-            frac = qm - torch.floor(qm)
-            norm = ((1.0 - frac) ** 2 + frac ** 2).prod(-1).rsqrt_()  # (1, 1, 1, N)
-            v = F.grid_sample(tile, qm * (2.0 / n) - 1.0, mode="bilinear", padding_mode="border",
-                              align_corners=True)[0, :, 0, 0] * norm[0, 0]  # (C, N)
-            re = v[0] if re is None else re + v[0]
-            im = v[1] if im is None else im + v[1]
-            if uni is None and v.shape[0] > 2:
-                uni = torch.special.ndtr(v[2])
+        v0 = self._lookup(self.tiles[0], _SIZES[0], q)
+        v1 = self._lookup(self.tiles[1], _SIZES[1], q)
         scale = len(_SIZES) ** -0.5
-        return (re * scale).reshape(shape), (im * scale).reshape(shape), uni.reshape(shape)
+        return ((v0[0] + v1[0]) * scale).reshape(shape), ((v0[1] + v1[1]) * scale).reshape(shape)
+
+    def uniform(self, points: torch.Tensor) -> torch.Tensor:
+        q = points.reshape(1, 1, 1, -1, 3) / (self.cell_mm * self.mask_scale)
+        return torch.special.ndtr(self._lookup(self.mask_tile, _SIZES[0], q)[0]).reshape(points.shape[:-1])
