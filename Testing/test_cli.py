@@ -123,3 +123,11 @@ def test_sheet_puts_cines_side_by_side(dicoms, tmp_path, usgen):
     assert sheet.shape[0] == 2 * (50 + 16)  # one row per cine
     res = usgen("sheet", dicoms["ybr_color"], "--out", tmp_path / "s.gif")
     assert res.code == 2 and "s.gif: a contact sheet is a .png file" in res.err
+
+
+def test_cli_reference_documents_every_command():
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    for command, _ in subcommands(build_parser()):
+        assert f"## usgen {' '.join(command)}\n" in doc, command
