@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-import numpy as np
 import pydicom
 
 from USGenLib.errors import UsgenInputError
@@ -19,7 +18,7 @@ from USGenLib.io import atomic_write_text, read_cine, write_cine, write_contact_
 from USGenLib.io.info import describe
 from USGenLib.progress import track
 from USGenLib.simulation import demo_sweep
-from USGenLib.simulation.tissues import DISPLAY_COLORS
+from USGenLib.simulation.tissues import label_colors
 from USGenLib.types import Cine
 
 PYDICOM_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -45,10 +44,7 @@ def _section(title: str, body: str) -> str:
 
 def colorize_labels(labels: Cine) -> Cine:
     """RGB preview of a tissue-label cine in the tissue table's display colours."""
-    lut = np.zeros((256, 3), np.uint8)
-    for value, rgb in DISPLAY_COLORS.items():
-        lut[value] = np.round(np.asarray(rgb) * 255)
-    return labels.with_frames(lut[np.asarray(labels.frames)])
+    return labels.with_frames(label_colors(labels.frames))
 
 
 def _simulation_section(out_dir: Path) -> tuple[str, list[Path]]:

@@ -14,15 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 from USGenLib.io.atomic import atomic_path
 from USGenLib.simulation.phantoms import make_phantom
 from USGenLib.simulation.simulate import Simulator
-from USGenLib.simulation.tissues import DISPLAY_COLORS
-
-
-def label_colors(labels: np.ndarray) -> np.ndarray:
-    """(H, W) tissue labels -> (H, W, 3) uint8 in the tissue table's display colours."""
-    lut = np.zeros((256, 3), np.uint8)
-    for value, rgb in DISPLAY_COLORS.items():
-        lut[value] = np.round(np.asarray(rgb) * 255)
-    return lut[labels]
+from USGenLib.simulation.tissues import label_colors
 
 
 def comparison_figure(path: str | Path, phantom: str = "abdomen", seed: int = 0, size: int = 256,

@@ -97,3 +97,11 @@ def lookup(labels: np.ndarray, column: str, unknown: float | None = None) -> np.
         out[~bad] = values[labels[~bad].astype(np.intp)]
         return out
     return values[labels.astype(np.intp)]
+
+
+def label_colors(labels: np.ndarray) -> np.ndarray:
+    """Tissue labels (any shape, uint8) -> RGB uint8 (shape + (3,)) in the display colours."""
+    lut = np.zeros((256, 3), np.uint8)
+    for value, rgb in DISPLAY_COLORS.items():
+        lut[value] = np.round(np.asarray(rgb) * 255)
+    return lut[np.asarray(labels)]
