@@ -173,8 +173,8 @@ def test_same_seed_same_data_whatever_the_workers(tmp_path, usgen):
 
 @pytest.mark.parametrize("args,expect", [
     (["cfd", "--n", "0"], "--n must be a positive number"),
-    (["cfd", "--n", "2", "--size", "10x10"], "--size must be HxW with sides 32"),
-    (["cfd", "--n", "2", "--size", "big"], "--size must look like HxW"),
+    (["cfd", "--n", "2", "--size", "10x10"], "--size 10x10: height and width must be between 32 and 1024"),
+    (["cfd", "--n", "2", "--size", "big"], "--size must look like HxW, e.g. 256x256, got 'big'"),
     (["echo", "--n", "2", "--frames", "3"], "--frames must lie in 8..2000 for echo"),
     (["cfd", "--n", "2", "--workers", "0"], "--workers must be at least 1"),
 ])

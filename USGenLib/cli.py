@@ -27,6 +27,17 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
+def parse_size(text: str, lo: int, hi: int) -> tuple[int, int]:
+    """--size "HxW" -> (H, W), both in lo..hi pixels, else a one-line UsgenInputError."""
+    try:
+        h, w = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise UsgenInputError(None, f"--size must look like HxW, e.g. 256x256, got '{text}'") from None
+    if not (lo <= h <= hi and lo <= w <= hi):
+        raise UsgenInputError(None, f"--size {h}x{w}: height and width must be between {lo} and {hi} pixels")
+    return h, w
+
+
 def _done(outputs: list[Path], args) -> None:
     progress.emit({"progress": 1.0, "stage": "done", "outputs": [str(Path(p).resolve()) for p in outputs]})
     if progress.mode() == "bar":
@@ -127,7 +138,7 @@ def _add_simulate(sub, common) -> None:
 
 def _run_simulate(args) -> list[Path]:
     from USGenLib.io import read_volume
-    from USGenLib.simulation import Simulator, make_phantom, parse_size, read_poses, sweep_poses
+    from USGenLib.simulation import Simulator, make_phantom, read_poses, sweep_poses
     from USGenLib.simulation.sweep import extent_along
 
     if args.out.exists() and not args.out.is_dir():
@@ -136,7 +147,7 @@ def _run_simulate(args) -> list[Path]:
         raise UsgenInputError(args.out.resolve().parent, "output folder does not exist")
     if args.sweep < 1:
         raise UsgenInputError(None, f"--sweep must be at least 1 frame, got {args.sweep}")
-    size = parse_size(args.size)
+    size = parse_size(args.size, 16, 4096)
     try:
         hu_offset = args.hu_offset if args.hu_offset == "auto" else float(args.hu_offset)
     except ValueError:
@@ -191,9 +202,9 @@ def _add_dataset(sub, common) -> None:
 
 
 def _run_dataset(args) -> list[Path]:
-    from USGenLib.datasets.generate import DatasetRequest, generate_dataset, parse_size
+    from USGenLib.datasets.generate import MAX_SIDE, MIN_SIDE, DatasetRequest, generate_dataset
 
-    size = parse_size(args.size) if args.size else None
+    size = parse_size(args.size, MIN_SIDE, MAX_SIDE) if args.size else None
     views = tuple(v.strip() for v in args.views.split(",") if v.strip())
     req = DatasetRequest(args.kind, args.n, args.out, seed=args.seed, size=size, frames=args.frames,
                          workers=args.workers, views=views)
@@ -203,10 +214,10 @@ def _run_dataset(args) -> list[Path]:
 
 def _run_bench_dataset(args) -> list[Path]:
     from USGenLib.datasets.bench import bench_dataset, format_bench_dataset
-    from USGenLib.datasets.generate import parse_size
+    from USGenLib.datasets.generate import MAX_SIDE, MIN_SIDE
 
     result = bench_dataset(args.kind, n=args.n, workers=args.workers,
-                           size=parse_size(args.size) if args.size else None, frames=args.frames)
+                           size=parse_size(args.size, MIN_SIDE, MAX_SIDE) if args.size else None, frames=args.frames)
     print(json.dumps(result) if args.json else format_bench_dataset(result))
     return []
 

@@ -5,7 +5,7 @@ Generation: ``usgen dataset cfd|echo|enhance`` or ``generate_dataset(DatasetRequ
 """
 
 from USGenLib.datasets.color_flow import (ColorFlowClip, ColorFlowSettings, FlowField, render_color_flow)
-from USGenLib.datasets.generate import DatasetRequest, generate_dataset, parse_size
+from USGenLib.datasets.generate import DatasetRequest, generate_dataset
 
 __all__ = ["ColorFlowClip", "ColorFlowSettings", "FlowField", "render_color_flow", "DatasetRequest",
-           "generate_dataset", "parse_size"]
+           "generate_dataset"]

@@ -30,7 +30,7 @@ DEFAULT_SIZE = {"cfd": (256, 256), "echo": (112, 112), "enhance": (256, 256)}
 DEFAULT_FRAMES = {"cfd": 16, "echo": 32, "enhance": 8}
 MIN_FRAMES = {"cfd": 1, "echo": 8, "enhance": 1}
 VIEWS = ("A4C", "PSAX", "PLAX")
-MAX_SIDE = 1024
+MIN_SIDE, MAX_SIDE = 32, 1024
 
 
 @dataclass
@@ -58,8 +58,8 @@ class DatasetRequest:
         if self.workers < 1:
             raise UsgenInputError(None, f"--workers must be at least 1, got {self.workers}")
         self.size = tuple(int(s) for s in (self.size or DEFAULT_SIZE[self.kind]))
-        if len(self.size) != 2 or min(self.size) < 32 or max(self.size) > MAX_SIDE:
-            raise UsgenInputError(None, f"--size must be HxW with sides 32..{MAX_SIDE} pixels, got {self.size}")
+        if len(self.size) != 2 or min(self.size) < MIN_SIDE or max(self.size) > MAX_SIDE:
+            raise UsgenInputError(None, f"--size must be HxW with sides {MIN_SIDE}..{MAX_SIDE} pixels, got {self.size}")
         self.frames = int(self.frames if self.frames is not None else DEFAULT_FRAMES[self.kind])
         if self.frames < MIN_FRAMES[self.kind] or self.frames > 2000:
             raise UsgenInputError(None, f"--frames must lie in {MIN_FRAMES[self.kind]}..2000 for {self.kind}, "
@@ -69,18 +69,6 @@ class DatasetRequest:
         if bad or not views:
             raise UsgenInputError(None, f"unknown view(s) {', '.join(bad) or '(none)'} (use {', '.join(VIEWS)})")
         self.views = views
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'256x256' -> (256, 256); bad text raises UsgenInputError."""
-    parts = str(text).lower().replace("*", "x").split("x")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        h, w = (int(p) for p in parts)
-    except ValueError:
-        raise UsgenInputError(None, f"--size must look like HxW (e.g. 256x256), got {text!r}") from None
-    return h, w
 
 
 def item_rng(seed: int, kind: str, index: int) -> np.random.Generator:

@@ -16,13 +16,13 @@ from USGenLib.simulation.medium import AcousticMedium
 from USGenLib.simulation.phantoms import PHANTOMS, make_phantom, phantom_to_ct
 from USGenLib.simulation.pose import read_poses
 from USGenLib.simulation.probe import ConvexProbe, LinearProbe, Probe, make_probe
-from USGenLib.simulation.simulate import SimulationResult, Simulator, demo_sweep, parse_size, simulate_volume
+from USGenLib.simulation.simulate import SimulationResult, Simulator, demo_sweep, simulate_volume
 from USGenLib.simulation.sweep import sweep_poses
 from USGenLib.simulation.tissues import LABELS, TISSUES, Tissue, tissue_table
 
 __all__ = [
     "AcousticMedium", "ConvexProbe", "FrameRenderer", "ImagingSettings", "LABELS", "LinearProbe", "PHANTOMS",
     "Probe", "QUALITIES", "Quality", "SimulationResult", "Simulator", "TISSUES", "Tissue", "demo_sweep",
-    "hu_to_density", "hu_to_labels", "hu_to_properties", "make_phantom", "make_probe", "parse_size",
+    "hu_to_density", "hu_to_labels", "hu_to_properties", "make_phantom", "make_probe",
     "phantom_to_ct", "read_poses", "simulate_volume", "sweep_poses", "tissue_table",
 ]

@@ -31,17 +31,6 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """"HxW" -> (H, W); UsgenInputError unless both are integers >= 16 (and <= 4096)."""
-    try:
-        h, w = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise UsgenInputError(None, f"--size must look like 256x256 (height x width), got '{text}'") from None
-    if not (16 <= h <= 4096 and 16 <= w <= 4096):
-        raise UsgenInputError(None, f"--size {h}x{w}: height and width must be between 16 and 4096 pixels")
-    return h, w
-
-
 def resolve_quality(quality: Quality | str, rays: int | None = None, layers: int | None = None) -> Quality:
     if isinstance(quality, str):
         if quality not in QUALITIES:
