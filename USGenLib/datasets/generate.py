@@ -146,7 +146,7 @@ def generate_dataset(req: DatasetRequest) -> Path:
         if req.kind == "echo":
             (build / "echonet" / "Videos").mkdir(parents=True)
         rows: list[dict] = []
-        with _progress.progress(req.n, f"dataset {req.kind}") as rep:
+        with _progress.progress(req.n, f"dataset {req.kind}", unit="item") as rep:
             if req.workers == 1:
                 for job in jobs:
                     rows.append(make_item(job))

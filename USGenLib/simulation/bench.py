@@ -34,7 +34,7 @@ def bench_simulate(volume_size: int = 256, frames_low: int = 60, frames_high: in
     result: dict = {"phantom_s": round(time.perf_counter() - t0, 2)}
     details = {}
     jobs = [(q, s) for s in sizes for q in ("low", "high")]
-    with progress(len(jobs), "bench simulate") as rep:
+    with progress(len(jobs), "bench simulate", unit="run") as rep:
         for quality, size in jobs:
             t1 = time.perf_counter()
             sim = Simulator(volume, "convex", quality, size=(size, size), seed=seed)
