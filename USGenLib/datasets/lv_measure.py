@@ -4,8 +4,7 @@ Single-plane Simpson's method of discs: the LV mask's long axis (its principal a
 ``n`` discs; each disc's diameter is the mask's width across the axis; V = sum(pi/4 d_i^2 h)
 (the width is measured as the strip's pixel count over its height, which pixelisation does not bias).
 The chords are also what EchoNet-Dynamic's VolumeTracings.csv stores (long axis first, then one
-row per disc), and ``tracing_polygon`` turns such rows back into a mask outline as EchoNet's own
-loader does. No library provides echocardiographic disc summation; this is hand-written numpy.
+row per disc). No library provides echocardiographic disc summation; this is hand-written numpy.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 
 @dataclass
@@ -119,21 +117,3 @@ def ejection_fraction_from_masks(masks: np.ndarray, pixel_mm: float = 1.0,
     edv, esv = float(vols[ed]), float(vols[es])
     ef = 100.0 * (edv - esv) / edv if edv > 0 else 0.0
     return ef, ed, es, edv, esv
-
-
-def tracing_polygon(rows: np.ndarray) -> np.ndarray:
-    """(K, 2) polygon from VolumeTracings rows (N, 4) of one frame, as EchoNet's loader builds it:
-    the chords' first ends in order, then their second ends in reverse (the long axis row skipped)."""
-    rows = np.asarray(rows, dtype=np.float64)
-    x1, y1, x2, y2 = rows[1:, 0], rows[1:, 1], rows[1:, 2], rows[1:, 3]
-    x = np.concatenate([x1, x2[::-1]])
-    y = np.concatenate([y1, y2[::-1]])
-    return np.stack([x, y], 1)
-
-
-def polygon_mask(polygon: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) bool mask of a polygon given in pixel coordinates (x, y), pixel centres at integers."""
-    img = Image.new("L", (shape[1], shape[0]), 0)
-    if len(polygon) >= 3:
-        ImageDraw.Draw(img).polygon([(float(x), float(y)) for x, y in polygon], fill=1, outline=1)
-    return np.asarray(img, dtype=bool)

@@ -99,13 +99,13 @@ def write_seq_nrrd(cine: Cine, path: str | Path, compression_level: int = 1) -> 
         dtype = np.dtype(np.float32)
     elif dtype == np.int64 or dtype == np.uint64:
         dtype = np.dtype(np.int32)
-    header = seq_nrrd_header(cine, dtype.newbyteorder("=") if dtype.byteorder == ">" else dtype)
-    encoding_level = compression_level
+    dtype = dtype.newbyteorder("=")  # the header names the type; the body is written little-endian
+    header = seq_nrrd_header(cine, dtype)
     chunks: queue.Queue = queue.Queue(maxsize=8)
     failure: list[BaseException] = []
 
     def compress_into(fh):
-        comp = zlib.compressobj(encoding_level, zlib.DEFLATED, 31)  # 31: gzip container
+        comp = zlib.compressobj(compression_level, zlib.DEFLATED, 31)  # 31: gzip container
         try:
             while (buf := chunks.get()) is not None:
                 fh.write(comp.compress(buf))

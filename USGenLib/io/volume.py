@@ -14,9 +14,6 @@ from USGenLib.errors import UsgenInputError
 from USGenLib.io.atomic import atomic_path
 from USGenLib.types import Volume
 
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
-
-
 def _read_image(path: Path) -> sitk.Image:
     if path.is_dir():
         reader = sitk.ImageSeriesReader()

@@ -107,10 +107,3 @@ def read_poses(path: str | Path) -> np.ndarray:
             raise UsgenInputError(path, f"text pose must have 4 columns and 4N rows, got {mats.shape}")
         mats = mats.reshape(-1, 4, 4)
     return np.stack([rigid(m, path) for m in mats])
-
-
-def write_pose_json(path: str | Path, poses: np.ndarray) -> None:
-    from USGenLib.io.atomic import atomic_write_text
-
-    poses = np.asarray(poses).reshape(-1, 4, 4)
-    atomic_write_text(path, json.dumps({"space": "LPS", "matrices": poses.tolist()}, indent=1))

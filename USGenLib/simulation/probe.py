@@ -87,10 +87,6 @@ class Probe(ABC):
 
     # --------------------------------------------------------------- geometry API
     @abstractmethod
-    def scanlines(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Origins (L,3), unit directions (L,3) and unit lateral vectors (L,3), probe coordinates."""
-
-    @abstractmethod
     def line_spacing_mm(self, depth: np.ndarray) -> np.ndarray:
         """Distance between neighbouring scanlines at each depth along the lines (mm)."""
 
@@ -132,16 +128,6 @@ class ConvexProbe(Probe):
     @property
     def half_angle(self) -> float:
         return math.radians(self.opening_deg) / 2.0
-
-    def angles(self) -> np.ndarray:
-        return np.linspace(-self.half_angle, self.half_angle, int(self.n_scanlines))
-
-    def scanlines(self):
-        th = self.angles()
-        d = np.stack([np.sin(th), np.cos(th), np.zeros_like(th)], -1)
-        o = self.radius_mm * d + np.array([0.0, -self.radius_mm, 0.0])
-        u = np.stack([np.cos(th), -np.sin(th), np.zeros_like(th)], -1)
-        return o, d, u
 
     def line_spacing_mm(self, depth):
         dtheta = 2.0 * self.half_angle / (int(self.n_scanlines) - 1)
@@ -186,14 +172,6 @@ class LinearProbe(Probe):
         super().validate()
         if not self.width_mm > 0:
             raise ValueError(f"linear probe width must be positive, got {self.width_mm}")
-
-    def scanlines(self):
-        x = np.linspace(-self.width_mm / 2.0, self.width_mm / 2.0, int(self.n_scanlines))
-        zeros, ones = np.zeros_like(x), np.ones_like(x)
-        o = np.stack([x, zeros, zeros], -1)
-        d = np.stack([zeros, ones, zeros], -1)
-        u = np.stack([ones, zeros, zeros], -1)
-        return o, d, u
 
     def line_spacing_mm(self, depth):
         return np.full(np.shape(depth), self.width_mm / (int(self.n_scanlines) - 1))

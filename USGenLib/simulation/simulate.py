@@ -24,7 +24,6 @@ from USGenLib.simulation.tissues import TISSUES, tissue_table
 from USGenLib.types import Cine, Volume
 
 FRAME_INTERVAL_S = 1.0 / 30.0
-OUTPUT_FILES = ("bmode.seq.nrrd", "labels.seq.nrrd", "attenuation.seq.nrrd", "fov_mask.nrrd", "meta.json")
 
 
 def default_device() -> torch.device:
@@ -128,7 +127,7 @@ class Simulator:
         plane through the middle k slice. With ``skin_contact``, a probe over air (a CT's
         surroundings) slides along its axis onto the first non-air voxel, as a sonographer places it."""
         vol = self.medium.volume
-        i_n, j_n, k_n = vol.shape_ijk
+        i_n, _, k_n = vol.shape_ijk
         m = vol.index_to_physical()
         centre = (m @ np.array([(i_n - 1) / 2.0, 0.0, (k_n - 1) / 2.0, 1.0]))[:3]
         x = vol.direction[:, 0] / np.linalg.norm(vol.direction[:, 0])
