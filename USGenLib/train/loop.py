@@ -1,0 +1,152 @@
+"""The shared training loop every USGen job trains with.
+
+A job (``TrainJob``) supplies its modules, optimisers, one batch per step, one optimisation step
+and a validation; the loop adds what every job needs: resume from the last checkpoint (written
+atomically), a JSON-lines log of losses and validation figures, a progress bar or
+``--progress-json`` lines, and several processes under ``torchrun``.
+
+Determinism: the job draws everything random for step ``s`` from generators seeded by
+``(seed, s, rank)``, so a resumed run repeats an uninterrupted one: the state at a checkpoint is
+only the step, the weights and the optimiser moments.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from USGenLib.errors import UsgenInputError
+from USGenLib.progress import emit, progress
+from USGenLib.train import distributed
+from USGenLib.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from USGenLib.train.distributed import Rank
+
+LOG_NAME = "log.jsonl"
+
+
+class TrainJob(Protocol):
+    def modules(self) -> dict[str, torch.nn.Module]: ...
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
+    def make_batch(self, step: int, rank: int) -> Any: ...
+    def train_step(self, batch: Any, step: int) -> dict[str, float]: ...
+    def validate(self, step: int) -> dict[str, float]: ...
+
+
+@dataclass
+class LoopSettings:
+    steps: int
+    seed: int = 0
+    checkpoint_every: int = 200
+    validate_every: int = 500
+    log_every: int = 10
+    workers: int = 0          # DataLoader processes preparing the next batches
+
+
+class _StepBatches(Dataset):
+    """Item ``s`` is the batch of step ``s``: the DataLoader prepares batches ahead, in order."""
+
+    def __init__(self, job: TrainJob, rank: int):
+        self.job, self.rank = job, rank
+
+    def __getitem__(self, step: int):
+        return self.job.make_batch(step, self.rank)
+
+    def __len__(self) -> int:  # only the sampler's range matters
+        return 1 << 62
+
+
+def prepare_run_dir(run_dir: Path, resume: bool) -> int:
+    """0 for a fresh run; refuses to overwrite a run that was not asked to resume."""
+    ckpt = run_dir / CHECKPOINT_NAME
+    if ckpt.exists() and not resume:
+        raise UsgenInputError(run_dir, "already holds a training run; pass --resume to continue it or choose "
+                                       "another --out")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsgenInputError(run_dir, "exists and is not a folder")
+    if not run_dir.resolve().parent.is_dir():
+        raise UsgenInputError(run_dir.parent, "output folder does not exist")
+    return 0
+
+
+def _trim_log(log: Path, step: int) -> None:
+    """Drop log lines past the checkpoint so the resumed log reads like an uninterrupted one."""
+    if not log.exists():
+        return
+    kept = [ln for ln in log.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    log.write_text("".join(ln + "\n" for ln in kept))
+
+
+def run_loop(job: TrainJob, run_dir: str | Path, settings: LoopSettings, rank: Rank, device: torch.device,
+             config: dict, resume: bool = False) -> dict[str, Any]:
+    """Train ``job`` for ``settings.steps`` steps in ``run_dir``; returns a summary.
+
+    Rank 0 writes the checkpoint and the log; every rank computes its own batches.
+    """
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, resume)
+    if rank.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    distributed.barrier(rank)
+    ckpt, log = run_dir / CHECKPOINT_NAME, run_dir / LOG_NAME
+    start = 0
+    if resume and ckpt.exists():
+        start, _ = load_checkpoint(ckpt, job.modules(), job.optimizers())
+        if rank.is_main:
+            _trim_log(log, start)
+    elif rank.is_main and log.exists():
+        log.unlink()
+    if start >= settings.steps:
+        return {"steps": start, "resumed_from": start, "seconds": 0.0, "last": {}}
+
+    loader = DataLoader(_StepBatches(job, rank.rank), batch_size=None, sampler=range(start, settings.steps),
+                        num_workers=settings.workers, prefetch_factor=2 if settings.workers else None)
+    t0 = time.perf_counter()
+    last: dict[str, float] = {}
+    window: list[dict[str, float]] = []
+    with progress(settings.steps - start, "train", unit="step") as bar, open_log(log, rank) as write:
+        for step, batch in zip(range(start, settings.steps), loader):
+            window.append(job.train_step(batch, step))
+            done = step + 1
+            if done % settings.log_every == 0 or done == settings.steps:
+                keys = sorted({k for w in window for k in w})  # a phase change may switch the losses
+                means = {k: sum(w[k] for w in window if k in w) / sum(k in w for w in window) for k in keys}
+                last = distributed.mean_over_ranks(means, rank, device)
+                window = []
+                write({"step": done, "time_s": round(time.perf_counter() - t0, 2), **last})
+            if done % settings.validate_every == 0 or done == settings.steps:
+                figures = distributed.mean_over_ranks(job.validate(done), rank, device)
+                write({"step": done, "validation": figures})
+                emit({"progress": round(done / settings.steps, 4), "stage": "validate", "step": done, **figures})
+            if done % settings.checkpoint_every == 0 or done == settings.steps:
+                if rank.is_main:
+                    save_checkpoint(ckpt, done, job.modules(), job.optimizers(), config)
+                distributed.barrier(rank)
+            bar.update(1, message=" ".join(f"{k} {v:.4f}" for k, v in last.items()))
+    return {"steps": settings.steps, "resumed_from": start, "seconds": time.perf_counter() - t0, "last": last}
+
+
+class open_log:
+    """Append JSON lines to the run's log (rank 0 only; other ranks write nothing)."""
+
+    def __init__(self, path: Path, rank: Rank):
+        self.path, self.rank, self.fh = path, rank, None
+
+    def __enter__(self):
+        if self.rank.is_main:
+            self.fh = open(self.path, "a", encoding="utf-8")
+        return self.write
+
+    def write(self, record: dict) -> None:
+        if self.fh is not None:
+            self.fh.write(json.dumps(record) + "\n")
+            self.fh.flush()
+
+    def __exit__(self, *exc):
+        if self.fh is not None:
+            self.fh.close()
