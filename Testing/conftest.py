@@ -59,3 +59,26 @@ def make_cine(rgb: bool = False, frames: int = 5, h: int = 24, w: int = 32, dtyp
 def files_in(folder: Path) -> list[str]:
     """Every entry in a folder, hidden temporaries included."""
     return sorted(p.name for p in Path(folder).iterdir())
+
+
+@pytest.fixture(scope="session")
+def cfd_tiny_data(tmp_path_factory) -> Path:
+    """A 10-clip `usgen dataset cfd` folder at 64x64, 8 frames."""
+    out = tmp_path_factory.mktemp("cfd_data") / "cfd"
+    assert main(["dataset", "cfd", "--n", "10", "--out", str(out), "--size", "64x64", "--frames", "8",
+                 "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def cfd_tiny_weights(cfd_tiny_data, tmp_path_factory) -> Path:
+    """Weights of the tiny config trained for 8 steps by `usgen cfd train` (both phases)."""
+    run = tmp_path_factory.mktemp("cfd_run") / "run"
+    assert main(["cfd", "train", "--data", str(cfd_tiny_data), "--config", "tiny", "--out", str(run),
+                 "--steps", "8", "--workers", "0", "--quiet"]) == 0
+    return run / "model.safetensors"
+
+
+@pytest.fixture(scope="session")
+def cfd_clip_file(cfd_tiny_data) -> Path:
+    return cfd_tiny_data / "cfd_000000" / "cfd.seq.nrrd"

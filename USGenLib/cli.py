@@ -15,6 +15,8 @@ import traceback
 from pathlib import Path
 
 from USGenLib import __version__, progress
+from USGenLib.cfd.cli import add_bench as add_cfd_bench
+from USGenLib.cfd.cli import add_commands as add_cfd_commands
 from USGenLib.errors import UsgenInputError
 
 
@@ -244,6 +246,7 @@ def _add_bench(sub, common) -> None:
     ds.add_argument("--frames", type=int, default=None)
     ds.add_argument("--json", action="store_true", help="print one JSON object")
     ds.set_defaults(run=_run_bench_dataset)
+    add_cfd_bench(targets, common)
 
 
 def _run_bench_simulate(args) -> list[Path]:
@@ -274,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(sub, common)
     _add_demo(sub, common)
     _add_dataset(sub, common)
+    add_cfd_commands(sub, common)
     _add_bench(sub, common)
     return parser
 

@@ -44,8 +44,9 @@ def _fmt_vec(v) -> str:
     return "(" + ",".join(repr(float(x)) for x in v) + ")"
 
 
-def seq_nrrd_header(cine: Cine, dtype: np.dtype, encoding: str = "gzip") -> str:
-    """The header text written for ``cine`` (also used by tests and docs)."""
+def seq_nrrd_header(cine: Cine, dtype: np.dtype, encoding: str = "gzip", labels: bool = False) -> str:
+    """The header text written for ``cine`` (also used by tests and docs); ``labels`` makes Slicer load
+    the frames as label maps."""
     if dtype not in NRRD_TYPES:
         raise ValueError(f"cannot write pixel type {dtype} to NRRD")
     axes_dirs = [cine.direction[:, a] * cine.spacing[a] for a in range(3)]
@@ -59,7 +60,7 @@ def seq_nrrd_header(cine: Cine, dtype: np.dtype, encoding: str = "gzip") -> str:
         sizes = [*spatial_sizes, cine.num_frames]
         dirs = [*(_fmt_vec(d) for d in axes_dirs), "none"]
         kinds = ["domain", "domain", "domain", "list"]
-        node_class = "vtkMRMLScalarVolumeNode"
+        node_class = "vtkMRMLLabelMapVolumeNode" if labels else "vtkMRMLScalarVolumeNode"
     n = len(sizes)
     lines = [
         "NRRD0004",
@@ -85,8 +86,9 @@ def seq_nrrd_header(cine: Cine, dtype: np.dtype, encoding: str = "gzip") -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def write_seq_nrrd(cine: Cine, path: str | Path, compression_level: int = 1) -> Path:
-    """Write ``cine`` as a Slicer volume sequence, streaming one frame at a time.
+def write_seq_nrrd(cine: Cine, path: str | Path, compression_level: int = 1, labels: bool = False) -> Path:
+    """Write ``cine`` as a Slicer volume sequence, streaming one frame at a time; ``labels``: a label
+    map sequence (grey cines only).
 
     Frames are converted to a little-endian NRRD type (bool -> uint8, float16 -> float32);
     compression runs in a second thread (zlib releases the GIL) while frames are prepared.
@@ -100,7 +102,7 @@ def write_seq_nrrd(cine: Cine, path: str | Path, compression_level: int = 1) -> 
     elif dtype == np.int64 or dtype == np.uint64:
         dtype = np.dtype(np.int32)
     dtype = dtype.newbyteorder("=")  # the header names the type; the body is written little-endian
-    header = seq_nrrd_header(cine, dtype)
+    header = seq_nrrd_header(cine, dtype, labels=labels)
     chunks: queue.Queue = queue.Queue(maxsize=8)
     failure: list[BaseException] = []
 

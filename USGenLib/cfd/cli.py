@@ -1,0 +1,105 @@
+"""``usgen cfd remove | train | eval`` and ``usgen bench cfd``: registered by cli.py."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from USGenLib.errors import UsgenInputError
+from USGenLib.train.devices import DEVICE_CHOICES
+
+
+def add_commands(sub, common) -> None:
+    p = sub.add_parser("cfd", parents=[common], help="colour-Doppler removal: remove, train, eval",
+                       description="Colour-flow-Doppler (CFD) cine -> B-mode cine. See docs/cfd.md.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    rm = actions.add_parser("remove", parents=[common], help="remove the colour Doppler from a cine",
+                            description="Writes OUT_DIR/bmode.seq.nrrd (same geometry and frame times as IN), "
+                                        "OUT_DIR/cfd_mask.seq.nrrd (a label sequence) and OUT_DIR/report.json.")
+    rm.add_argument("input", type=Path, help="colour cine: DICOM, video (.avi .mp4) or .seq.nrrd")
+    rm.add_argument("out_dir", type=Path, help="output folder (created; must not hold a previous result)")
+    rm.add_argument("--weights", type=Path, help="weights (.safetensors); default: the bundled ones")
+    rm.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="auto: CUDA when present")
+    rm.add_argument("--keep-color-text", action="store_true",
+                    help="keep colour outside the CFD mask (text, ECG, markers): the output is then RGB")
+    rm.add_argument("--seed", type=int, default=0, help="speckle injected by the bridge (default 0)")
+    rm.set_defaults(run=_run_remove)
+
+    tr = actions.add_parser("train", parents=[common], help="train the CFD-removal networks",
+                            description="Train on a `usgen dataset cfd` folder. Resumable (--resume), "
+                                        "deterministic by --seed, multi-process under torchrun. Writes RUN_DIR/"
+                                        "checkpoint.pt, log.jsonl and model.safetensors with its model card.")
+    tr.add_argument("--data", type=Path, required=True, help="a `usgen dataset cfd` folder")
+    tr.add_argument("--config", choices=["tiny", "default"], default="default")
+    tr.add_argument("--out", type=Path, required=True, help="run folder")
+    tr.add_argument("--steps", type=int, help="total steps (default: the config's coarse steps x 2)")
+    tr.add_argument("--coarse-steps", type=int, help="steps of the coarse phase (default: the config's)")
+    tr.add_argument("--batch", type=int, help="clips per step and process (default: the config's)")
+    tr.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    tr.add_argument("--workers", type=int, default=1, help="data-loading processes (default 1)")
+    tr.add_argument("--checkpoint-every", type=int, default=100)
+    tr.add_argument("--validate-every", type=int, default=500)
+    tr.set_defaults(run=_run_train)
+
+    ev = actions.add_parser("eval", parents=[common], help="SSIM and PSNR on the test split, per coverage quartile",
+                            description="Runs removal on every test clip of a `usgen dataset cfd` folder with the "
+                                        "ground-truth and the detected mask; whole-frame and in-mask-box SSIM/PSNR "
+                                        "per coverage quartile; the ablation of the pipeline stages; and the checks "
+                                        "on pydicom's real power-Doppler files. Prints a table, writes --out JSON.")
+    ev.add_argument("--data", type=Path, required=True)
+    ev.add_argument("--weights", type=Path)
+    ev.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--max-items", type=int, help="evaluate at most this many clips")
+    ev.add_argument("--out", type=Path, help="write the figures as JSON here")
+    ev.set_defaults(run=_run_eval)
+
+
+def add_bench(targets, common) -> None:
+    b = targets.add_parser("cfd", parents=[common], help="CFD removal frames/s at 256x256 and peak memory")
+    b.add_argument("--frames", type=int, default=64, help="frames of the synthetic 256x256 clip (default 64)")
+    b.add_argument("--weights", type=Path)
+    b.add_argument("--json", action="store_true", help="print one JSON object (key fps_256: the CPU figure)")
+    b.set_defaults(run=_run_bench)
+
+
+def _run_remove(args) -> list[Path]:
+    from USGenLib.cfd.remove import load_remover, remove_to_folder
+
+    remover = load_remover(args.weights, args.device)
+    return remove_to_folder(args.input, args.out_dir, remover, keep_color_text=args.keep_color_text,
+                            seed=args.seed)
+
+
+def _run_train(args) -> list[Path]:
+    from USGenLib.cfd.train import train_cfd
+
+    command = "usgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return train_cfd(args, command)
+
+
+def _run_eval(args) -> list[Path]:
+    from USGenLib.cfd.evaluate import evaluate, format_eval
+
+    result = evaluate(args.data, weights=args.weights, device=args.device, split=args.split,
+                      max_items=args.max_items)
+    print(format_eval(result))
+    if args.out:
+        from USGenLib.io import atomic_write_text
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+        return [args.out]
+    return []
+
+
+def _run_bench(args) -> list[Path]:
+    from USGenLib.cfd.bench import bench_cfd, format_bench_cfd
+
+    result = bench_cfd(frames=args.frames, weights=args.weights)
+    print(json.dumps(result) if args.json else format_bench_cfd(result))
+    return []

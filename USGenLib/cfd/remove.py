@@ -1,0 +1,179 @@
+"""``usgen cfd remove``: colour-flow cine -> B-mode cine + CFD mask, in the input's own geometry.
+
+Per temporal window: find the colour (cfd.detect), and for each display (dual displays are split)
+crop the colour's bounding box plus context, scale the display to the network's size, run the
+networks, scale back and write the estimate under the mask only. Every pixel outside the mask is the
+input's own; windows overlap and are cross-faded, so memory depends on the window, not the clip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from USGenLib.cfd.detect import removal_mask
+from USGenLib.cfd.frames import (blend_weights, crop_for, display_regions, from_network, luma, temporal_windows,
+                                 to_network)
+from USGenLib.cfd.networks import CFDConfig, CFDRemover
+from USGenLib.errors import UsgenInputError
+from USGenLib.progress import progress
+from USGenLib.types import Cine
+
+IN_MEMORY_LIMIT = 256 << 20   # larger outputs go to a memory-mapped file in the job's temporary folder
+
+
+@dataclass
+class Remover:
+    """Loaded networks ready to run: the model, its config, where it came from and the device."""
+
+    model: CFDRemover
+    config: CFDConfig
+    weights: Path
+    device: torch.device
+    stage: str = "full"
+
+    def describe(self) -> dict:
+        digest = hashlib.sha256(self.weights.read_bytes()).hexdigest()[:16]
+        return {"weights": self.weights.name, "weights_sha256": digest, "config": self.config.name,
+                "stage": self.stage, "device": str(self.device)}
+
+
+def load_remover(weights: str | Path | None = None, device: str = "auto", stage: str = "full") -> Remover:
+    """The bundled default weights unless ``weights`` names a file; one-line errors for bad files."""
+    from USGenLib.train.devices import resolve_device
+    from USGenLib.train.weights import bundled_weights, load_state_into, load_weights
+
+    path = Path(weights) if weights else bundled_weights("cfd")
+    if weights is None and not path.is_file():
+        raise UsgenInputError(path, "bundled CFD weights are missing (reinstall, or pass --weights)")
+    state, config_dict = load_weights(path, "cfd")
+    try:
+        config = CFDConfig.from_dict(config_dict)
+        model = CFDRemover(config)
+    except (TypeError, ValueError) as err:
+        raise UsgenInputError(path, f"holds a config this version cannot build ({err})") from err
+    load_state_into(model, state, path)
+    dev = resolve_device(device)
+    return Remover(model.to(dev).eval(), config, path, dev, stage)
+
+
+def _output_array(shape: tuple[int, ...], scratch: Path) -> np.ndarray:
+    if int(np.prod(shape)) <= IN_MEMORY_LIMIT:
+        return np.zeros(shape, np.uint8)
+    return np.lib.format.open_memmap(scratch / f"{len(shape)}d.npy", mode="w+", dtype=np.uint8, shape=shape)
+
+
+@torch.inference_mode()
+def remove_color_flow(cine: Cine, remover: Remover, keep_color_text: bool = False, seed: int = 0,
+                      scratch: Path | None = None) -> tuple[Cine, Cine, dict]:
+    """(B-mode cine, CFD-mask label cine, report) with the input's geometry and frame times.
+
+    The B-mode cine is grey (T, H, W) uint8, or RGB with colour kept outside the mask when
+    ``keep_color_text``. A grey input comes back unchanged with an empty mask.
+    """
+    t0 = time.perf_counter()
+    cfg = remover.config
+    T, H, W = cine.num_frames, cine.height, cine.width
+    scratch = Path(scratch or tempfile.gettempdir())
+    report = {"frames": T, "height": H, "width": W, **remover.describe()}
+    mask_out = _output_array((T, H, W), scratch)
+    if not cine.is_rgb:
+        report.update(note="grey input: no colour flow; the B-mode output equals the input",
+                      mask_coverage=[0.0] * T, mean_coverage=0.0, regions=[[0, W]],
+                      seconds=round(time.perf_counter() - t0, 3))
+        return cine.with_frames(np.asarray(cine.frames)), cine.with_frames(mask_out), report
+
+    out = _output_array((T, H, W, 3) if keep_color_text else (T, H, W), scratch)
+    sample_idx = np.linspace(0, T - 1, min(T, 16)).astype(int)
+    regions = display_regions(luma(np.asarray(cine.frames[sample_idx])))
+    windows = temporal_windows(T, cfg.window, cfg.overlap)
+    coverage = np.zeros(T)
+    pending: dict[int, tuple[np.ndarray, float]] = {}  # frame -> (weighted fill sum, weight): overlaps only
+    gen = torch.Generator().manual_seed(seed)
+    with progress(T, "remove colour", unit="frame") as bar:
+        for start, stop in windows:
+            rgb = np.asarray(cine.frames[start:stop])
+            mask = removal_mask(rgb)
+            grey = luma(rgb)
+            fill = np.zeros(grey.shape, np.float32)
+            for region in regions:
+                scale = cfg.size / max(H, region[1] - region[0])
+                crop = crop_for(mask, region, scale, cfg.margin)
+                if crop is None:
+                    continue
+                x = to_network(grey, mask, crop).to(remover.device)
+                y = remover.model(x, stage=remover.stage, generator=gen)
+                fill[:, crop.y0:crop.y1, crop.x0:crop.x1] = from_network(y, crop)
+            weights = blend_weights(start, stop, T, cfg.overlap)
+            done_until = stop if stop == T else stop - cfg.overlap
+            finished = 0
+            for i, t in enumerate(range(start, stop)):
+                acc, wsum = pending.pop(t, (0.0, 0.0))
+                acc, wsum = acc + weights[i] * fill[i], wsum + weights[i]
+                if t < done_until:
+                    _finish_frame(t, rgb[i], grey[i], mask[i], acc / wsum, out, mask_out, keep_color_text)
+                    coverage[t] = mask[i].mean()
+                    finished += 1
+                else:
+                    pending[t] = (acc, wsum)
+            bar.update(finished)
+    seconds = time.perf_counter() - t0
+    report.update(regions=[list(r) for r in regions], windows=len(windows),
+                  mask_coverage=[round(float(c), 5) for c in coverage], mean_coverage=round(float(coverage.mean()), 5),
+                  seconds=round(seconds, 3), ms_per_frame=round(1000 * seconds / T, 2))
+    if not mask_out.any():
+        report["note"] = "no colour flow found: the output is the input's grey (luma) image"
+    bmode = cine.with_frames(out)
+    return bmode, cine.with_frames(mask_out), report
+
+
+def _finish_frame(t, rgb, grey, mask, fill, out, mask_out, keep_color_text) -> None:
+    """Frame ``t`` of the outputs: the input outside the mask, the network's fill inside it."""
+    value = np.rint(fill[mask]).astype(np.uint8)
+    if keep_color_text:
+        frame = rgb.copy()
+        frame[mask] = value[:, None]
+    else:
+        frame = grey.copy()
+        frame[mask] = value
+    out[t] = frame
+    mask_out[t] = mask
+
+
+def remove_to_folder(input_path: str | Path, out_dir: str | Path, remover: Remover, keep_color_text: bool = False,
+                     seed: int = 0) -> list[Path]:
+    """Read, remove, and write OUT_DIR/bmode.seq.nrrd, cfd_mask.seq.nrrd and report.json as one whole:
+    everything is written into a hidden sibling folder, renamed into place at the end."""
+    from USGenLib.io import read_cine, write_seq_nrrd
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise UsgenInputError(out_dir, "exists and is not an empty folder")
+    parent = out_dir.resolve().parent
+    if not parent.is_dir():
+        raise UsgenInputError(parent, "output folder does not exist")
+    cine = read_cine(input_path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".usgen-{out_dir.name}-", dir=parent))
+    try:
+        bmode, mask, report = remove_color_flow(cine, remover, keep_color_text, seed, scratch=tmp)
+        report["input"] = Path(input_path).name
+        write_seq_nrrd(bmode, tmp / "bmode.seq.nrrd")
+        write_seq_nrrd(mask, tmp / "cfd_mask.seq.nrrd", labels=True)
+        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        for scratch_file in tmp.glob("*.npy"):
+            scratch_file.unlink()
+        if out_dir.exists():
+            out_dir.rmdir()
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [out_dir / "bmode.seq.nrrd", out_dir / "cfd_mask.seq.nrrd", out_dir / "report.json"]

@@ -1,0 +1,207 @@
+"""``usgen cfd train``: the CFD-removal training job on a ``usgen dataset cfd`` folder.
+
+Two phases in one run, as the paper trains them: the coarse gated network alone (L1 + L1 inside the
+mask) for ``config.coarse_steps`` steps, then the refinement GAN on the bridged coarse output with
+the coarse network frozen (L1 + L1 in the mask + least-squares adversarial + discriminator feature
+matching). Clips are drawn with the paper's coverage-quartile weights 1..4 and cropped around the
+colour region (inference crops the same way).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.losses import MaskedLoss, PatchAdversarialLoss
+from torch import nn
+
+from USGenLib.cfd.networks import CFDConfig, CFDRemover, bridge, composite, discriminator
+from USGenLib.datasets.torch_datasets import CFDDataset
+from USGenLib.errors import UsgenInputError
+from USGenLib.nets import feature_matching_loss
+from USGenLib.train.devices import autocast
+from USGenLib.train.distributed import Rank, wrap
+
+GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma: equal to the value on grey pixels
+
+
+def network_input(rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B?, 3, T, H, W) RGB in [0, 1] + (.., 1, T, H, W) mask -> (.., 2, T, H, W) grey-with-hole + mask."""
+    w = torch.tensor(GREY_WEIGHTS, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1, 1)
+    grey = (rgb * w).sum(dim=-4, keepdim=True)
+    return torch.cat([grey * (1 - mask), mask], dim=-4)
+
+
+def crop_around_mask(item: dict, crop: int, frames: int, rng: np.random.Generator) -> dict:
+    """A (C, frames, crop, crop) window of every tensor of a CFD item, centred near a masked pixel."""
+    mask = item["mask"][0]
+    t_total, h, w = mask.shape
+    t0 = int(rng.integers(0, t_total - frames + 1))
+    where = torch.nonzero(mask[t0:t0 + frames].amax(0))
+    if len(where):
+        cy, cx = (int(v) for v in where[int(rng.integers(len(where)))])
+    else:
+        cy, cx = h // 2, w // 2
+    y0 = int(np.clip(cy - crop // 2 + rng.integers(-crop // 4, crop // 4 + 1), 0, h - crop))
+    x0 = int(np.clip(cx - crop // 2 + rng.integers(-crop // 4, crop // 4 + 1), 0, w - crop))
+    return {k: item[k][:, t0:t0 + frames, y0:y0 + crop, x0:x0 + crop] for k in ("cfd", "bmode", "mask")}
+
+
+class CFDTrainJob:
+    """The job the shared loop trains (see USGenLib.train.loop.TrainJob)."""
+
+    def __init__(self, data: str, config: CFDConfig, seed: int, device: torch.device, rank: Rank):
+        self.config, self.seed, self.device, self.rank = config, seed, device, rank
+        self.train_set = CFDDataset(data, split="train")
+        self.val_set = CFDDataset(data, split="val")
+        self.weights = self.train_set.sampling_weights()
+        torch.manual_seed(seed)  # identical initial weights in every process and every run
+        self.model = CFDRemover(config).to(device)
+        self.disc = discriminator(config).to(device)
+        self.coarse = wrap(self.model.coarse, rank, device)
+        self.refine = wrap(self.model.refine, rank, device)
+        self.disc_ddp = wrap(self.disc, rank, device)
+        betas = (0.5, 0.999)
+        self.opt_coarse = torch.optim.Adam(self.model.coarse.parameters(), lr=config.lr, betas=betas)
+        self.opt_refine = torch.optim.Adam(self.model.refine.parameters(), lr=config.lr, betas=betas)
+        self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=config.lr, betas=betas)
+        self.l1 = nn.L1Loss()
+        self.masked_l1 = MaskedLoss(nn.L1Loss())
+        self.adv = PatchAdversarialLoss(criterion="least_squares")
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"coarse": self.model.coarse, "refine": self.model.refine, "disc": self.disc}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"coarse": self.opt_coarse, "refine": self.opt_refine, "disc": self.opt_disc}
+
+    def make_batch(self, step: int, rank: int) -> dict[str, torch.Tensor]:
+        """Batch of step ``step``: clips drawn by coverage-quartile weight, cropped, from (seed, step, rank)."""
+        rng = np.random.default_rng([self.seed, step, rank])
+        gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
+        picks = torch.multinomial(self.weights, self.config.batch, replacement=True, generator=gen)
+        crops = [crop_around_mask(self.train_set[int(i)], self.config.crop, self.config.clip_frames, rng)
+                 for i in picks]
+        batch = {k: torch.stack([c[k] for c in crops]) for k in crops[0]}
+        batch["noise_seed"] = torch.tensor(int(rng.integers(1 << 62)))
+        return batch
+
+    def _reconstruction(self, raw, target, mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """The paper's L1 on the whole raw output (known pixels included: it keeps the features honest)
+        and L1-mask (MONAI's MaskedLoss: the error inside the mask, averaged over all pixels)."""
+        return self.l1(raw, target), self.masked_l1(raw, target, mask)
+
+    def train_step(self, batch: dict, step: int) -> dict[str, float]:
+        dev = self.device
+        mask = batch["mask"].to(dev).float()
+        x = network_input(batch["cfd"].to(dev), mask)
+        target = batch["bmode"].to(dev)
+        grey = x[:, :1]
+        if step < self.config.coarse_steps:
+            with autocast(dev):
+                raw = self.coarse(x).float()
+            l1, l1m = self._reconstruction(raw, target, mask)
+            loss = l1 + self.config.l1_mask_weight * l1m
+            self.opt_coarse.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_coarse.step()
+            return {"coarse_l1": l1.item(), "coarse_l1_mask": l1m.item()}
+
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(int(batch["noise_seed"]))
+            bridged = bridge(composite(self.model.coarse(x), grey, mask), grey, mask, self.config, gen)
+        with autocast(dev):
+            raw = self.refine(torch.cat([bridged, mask], 1)).float()
+            fake = composite(raw, grey, mask)
+            fake_feats = self.disc_ddp(torch.cat([fake, mask], 1))
+            real_feats = self.disc_ddp(torch.cat([target, mask], 1))
+        l1, l1m = self._reconstruction(raw, target, mask)
+        g_adv = self.adv(fake_feats[-1].float(), target_is_real=True, for_discriminator=False)
+        fm = feature_matching_loss(fake_feats, real_feats)
+        g_loss = l1 + self.config.l1_mask_weight * l1m + self.config.adv_weight * g_adv + self.config.fm_weight * fm
+        self.opt_refine.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_refine.step()
+
+        with autocast(dev):
+            d_fake = self.disc_ddp(torch.cat([fake.detach(), mask], 1))[-1].float()
+            d_real = self.disc_ddp(torch.cat([target, mask], 1))[-1].float()
+        d_loss = 0.5 * (self.adv(d_fake, target_is_real=False, for_discriminator=True)
+                        + self.adv(d_real, target_is_real=True, for_discriminator=True))
+        self.opt_disc.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_disc.step()
+        return {"refine_l1": l1.item(), "refine_l1_mask": l1m.item(), "g_adv": g_adv.item(), "fm": fm.item(),
+                "d_loss": d_loss.item()}
+
+    @torch.no_grad()
+    def validate(self, step: int, max_items: int = 8) -> dict[str, float]:
+        """Mean absolute error over the crop and inside the mask, and SSIM, of the pipeline so far
+        (coarse, then full) on fixed crops of the first validation clips."""
+        from USGenLib.metrics import ssim
+
+        model = self.model.eval()
+        stage = "coarse" if step <= self.config.coarse_steps else "full"
+        l1s, l1ms, ssims = [], [], []
+        for i in range(min(max_items, len(self.val_set))):
+            item = crop_around_mask(self.val_set[i], self.config.crop, self.config.clip_frames,
+                                    np.random.default_rng([self.seed, i]))
+            mask = item["mask"][None].to(self.device).float()
+            x = network_input(item["cfd"][None].to(self.device), mask)
+            out = model(x, stage=stage, generator=torch.Generator().manual_seed(i))
+            target = item["bmode"][None].to(self.device)
+            err = torch.abs(out - target)
+            l1s.append(err.mean().item())
+            l1ms.append((err.sum() / mask.sum().clamp(min=1)).item())
+            ssims.append(ssim(out[0, 0].cpu().numpy(), target[0, 0].cpu().numpy()))
+        model.train()
+        return {"val_l1": float(np.mean(l1s)), "val_l1_mask": float(np.mean(l1ms)), "val_ssim": float(np.mean(ssims))}
+
+
+def train_cfd(args, command: str) -> list[Path]:
+    """Run the training job for ``usgen cfd train`` and export RUN_DIR/model.safetensors + card."""
+    from dataclasses import replace
+
+    from USGenLib.cfd.networks import CONFIGS
+    from USGenLib.datasets.layouts.manifest import MANIFEST_NAME
+    from USGenLib.train import distributed
+    from USGenLib.train.weights import save_weights
+    from USGenLib.train.devices import describe_device
+    from USGenLib.train.loop import LoopSettings, run_loop
+
+    if not (Path(args.data) / MANIFEST_NAME).is_file():
+        raise UsgenInputError(args.data, f"is not a `usgen dataset cfd` folder (no {MANIFEST_NAME})")
+    config = CONFIGS[args.config]
+    if args.coarse_steps is not None:
+        config = replace(config, coarse_steps=args.coarse_steps)
+    if args.batch is not None:
+        config = replace(config, batch=args.batch)
+    steps = args.steps if args.steps is not None else 2 * config.coarse_steps
+    for name, value in (("--steps", steps), ("--batch", config.batch), ("--checkpoint-every", args.checkpoint_every),
+                        ("--validate-every", args.validate_every)):
+        if value < 1:
+            raise UsgenInputError(None, f"{name} must be at least 1, got {value}")
+    rank, device = distributed.setup(args.device)
+    try:
+        job = CFDTrainJob(str(args.data), config, args.seed, device, rank)
+        settings = LoopSettings(steps=steps, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                                validate_every=args.validate_every, workers=args.workers)
+        summary = run_loop(job, args.out, settings, rank, device, config.to_dict(), resume=args.resume)
+        if not rank.is_main:
+            return []
+        figures = job.validate(steps)
+        out = save_weights(Path(args.out) / "model.safetensors", "cfd", job.model.state_dict(), config.to_dict(), {
+            "title": f"CFD removal ({config.name})",
+            "command": command,
+            "data": f"{args.data} ({len(job.train_set)} training clips; coverage-quartile weighted sampling)",
+            "seed": args.seed, "steps": steps, "coarse_steps": config.coarse_steps,
+            "processes": rank.world_size,
+            "wall_time": f"{summary['seconds']:.0f} s (this invocation, from step {summary['resumed_from']})",
+            "machine": describe_device(device),
+            "parameters": sum(p.numel() for p in job.model.parameters()),
+            "figures": figures,
+        })
+        return [out]
+    finally:
+        distributed.teardown()
