@@ -19,7 +19,7 @@ Philips' header blue (37, 62, 94) is 0.61). So a pixel is colour when its chroma
 JPEG chroma (chroma 20-40 on dark grey speckle edges) only count when they touch stronger colour
 (hysteresis), as the dark ends of a velocity ramp always do. A tinted-grey palette strong enough to
 look saturated is undone first: its hue is constant and its chroma proportional to brightness, so
-per-channel gains measured on the frames map it back to grey (``tint_gains``).
+per-channel gains measured on the frames map it back to grey (``_palette``).
 """
 
 from __future__ import annotations
@@ -77,17 +77,21 @@ def _open(mask: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- tinted grey palettes
 
-def tint_gains(frames: np.ndarray, max_pixels: int = 16_384) -> np.ndarray | None:
-    """Per-channel gains (3,) float of a tinted-grey B-mode palette in (T, H, W, 3) uint8 frames, or None.
+def _palette(frames: np.ndarray, max_pixels: int = 16_384) -> tuple[np.ndarray | None, int]:
+    """(gains, floor) of the B-mode palette of (T, H, W, 3) uint8 frames.
 
-    A tinted palette shows grey level v as (v*gR, v*gG, v*gB): a constant hue whose chroma grows
-    with brightness. The gains are the median channel/max ratios of low-saturation pixels, taken
-    per brightness band and then across bands, so a flat UI bar (one brightness) or colour flow
-    (a minority in every band) does not set them. None when the palette is grey (gains within
-    ``TINT_MIN`` of 1) or there is too little B-mode to tell.
+    gains: (3,) float per-channel gains of a tinted-grey palette, or None for a grey one. A tinted
+    palette shows grey level v as (v*gR, v*gG, v*gB): a constant hue whose chroma grows with
+    brightness. The gains are the median channel/max ratios of low-saturation pixels, taken per
+    brightness band and then across bands, so a flat UI bar (one brightness) or colour flow (a
+    minority in every band) does not set them. None when they are within ``TINT_MIN`` of 1 or
+    there is too little B-mode to tell.
+    floor: the median chroma of the B-mode left after undoing the tint (0 for a grey palette).
+    Lossy compression of a tinted cine scatters its chroma (4:2:0 subsampling averages the
+    speckle's chroma), so every chroma threshold is raised by twice this floor.
     """
     f = frames.reshape(-1, 3)
-    # A strided sample is plenty for seven medians and keeps this under 0.5 ms a call.
+    # A strided sample is plenty for seven medians and keeps this well under 1 ms a call.
     step = max(1, f.shape[0] // max_pixels) | 1   # odd, so the sample does not lock onto columns
     f = f[::step].astype(np.int16)
     mx = f.max(axis=1)
@@ -101,9 +105,12 @@ def tint_gains(frames: np.ndarray, max_pixels: int = 16_384) -> np.ndarray | Non
         if sel.sum() >= 100:
             ratios.append(np.median(f[sel] / mx[sel, None], axis=0))
     if len(ratios) < 3:
-        return None
+        return None, 0
     gains = np.median(np.array(ratios), axis=0)
-    return None if np.all(np.abs(gains - 1) < TINT_MIN) else gains
+    if np.all(np.abs(gains - 1) < TINT_MIN):
+        return None, 0
+    grey = f / gains
+    return gains, int(np.median(grey.max(axis=1) - grey.min(axis=1)))
 
 
 def _untint(frames: np.ndarray, gains: np.ndarray) -> np.ndarray:
@@ -126,20 +133,26 @@ def _chroma(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mx - mn, mx
 
 
-def _colour_and_chroma(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(colour (T,H,W) bool, chroma (T,H,W) int16) of (T, H, W, 3) uint8 frames, tint undone."""
+def _colour_and_chroma(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(colour (T,H,W) bool, chroma (T,H,W) int16, floor) of (T, H, W, 3) uint8 frames, tint undone.
+
+    floor: the palette's chroma floor (``_palette``), already added to the colour thresholds.
+    """
     frames = np.asarray(frames)
-    gains = tint_gains(frames)
+    gains, floor = _palette(frames)
     if gains is not None:
         frames = _untint(frames, gains)
     chroma, mx = _chroma(frames)
+    lift = 2 * floor
     saturated = 10 * chroma >= int(10 * MIN_SATURATION) * mx
-    strong = (chroma >= STRONG_CHROMA) | (saturated & (chroma >= MIN_CHROMA))
-    weak = saturated & (chroma >= WEAK_CHROMA)
+    strong = (chroma >= STRONG_CHROMA + lift) | (saturated & (chroma >= MIN_CHROMA + lift))
+    # Dark saturated ramp ends join the colour they touch. (Pale colours do not: JPEG smears
+    # coloured text into pale blobs that would pass for flow; removal_mask takes them as specks.)
+    joins = strong | (saturated & (chroma >= WEAK_CHROMA + lift))
     colour = strong
-    for _ in range(HYSTERESIS_STEPS):  # dark ramp ends join the colour they touch
-        colour = _grow(colour) & (weak | strong)
-    return colour, chroma
+    for _ in range(HYSTERESIS_STEPS):
+        colour = _grow(colour) & joins
+    return colour, chroma, floor
 
 
 def color_mask(frames: np.ndarray) -> np.ndarray:
@@ -175,9 +188,11 @@ def removal_mask(frames: np.ndarray, dilate: int = 0) -> np.ndarray:
     """
     if frames.ndim == 3:
         return np.zeros(frames.shape, dtype=bool)
-    colour, chroma = _colour_and_chroma(frames)
+    colour, chroma, floor = _colour_and_chroma(frames)
     near = _grow(colour, FRINGE_REACH)
-    mask = colour | (near & (chroma >= FRINGE_CHROMA)) | (_grow(near, SPECK_REACH - FRINGE_REACH) & (chroma >= SPECK_CHROMA))
+    fringe = near & (chroma >= FRINGE_CHROMA + 2 * floor)
+    specks = _grow(near, SPECK_REACH - FRINGE_REACH) & (chroma >= SPECK_CHROMA + 2 * floor)
+    mask = colour | fringe | specks
     return _grow(mask, dilate) if dilate > 0 else mask
 
 
