@@ -77,10 +77,14 @@ def _add_convert(sub, common) -> None:
 
 
 def _run_convert(args) -> list[Path]:
-    from USGenLib.io import check_output_folder, read_any, write_any
+    from USGenLib.io import check_output_folder, read_any, write_any, write_tracked_cine
+    from USGenLib.types import Cine
 
     check_output_folder(args.output)  # fail before reading a large input
-    return [write_any(read_any(args.input), args.output, deidentify=args.deidentify)]
+    data = read_any(args.input)
+    if isinstance(data, Cine):
+        return write_tracked_cine(data, args.output, deidentify=args.deidentify)
+    return [write_any(data, args.output, deidentify=args.deidentify)]
 
 
 # -------------------------------------------------------------------- contact sheet
