@@ -38,6 +38,11 @@ def parse_size(text: str, lo: int, hi: int) -> tuple[int, int]:
     return h, w
 
 
+def warn(message: str) -> None:
+    """A warning: one line on stderr in every mode (JSON mode keeps stdout for the protocol)."""
+    print(f"usgen: warning: {message}", file=sys.stderr)
+
+
 def _done(outputs: list[Path], args) -> None:
     progress.emit({"progress": 1.0, "stage": "done", "outputs": [str(Path(p).resolve()) for p in outputs]})
     if progress.mode() == "bar":
@@ -72,19 +77,34 @@ def _add_convert(sub, common) -> None:
     p.add_argument("input", type=Path, help="input file or DICOM series folder")
     p.add_argument("output", type=Path, help="output file; its ending chooses the format")
     p.add_argument("--deidentify", action="store_true",
-                   help="DICOM output: drop patient and study identifiers (burned-in pixel text is not removed)")
+                   help="DICOM output: drop patient and study identifiers and dates, new UIDs; warns when the "
+                        "pixels may hold burned-in text (see --blackout-text)")
+    p.add_argument("--blackout-text", action="store_true",
+                   help="cines: black out every pixel outside the ultrasound image (burned-in names, dates, IDs; "
+                        "the image found from SequenceOfUltrasoundRegions, else from the pixels); text drawn "
+                        "inside the image is kept")
     p.set_defaults(run=_run_convert)
 
 
 def _run_convert(args) -> list[Path]:
     from USGenLib.io import check_output_folder, read_any, write_any, write_tracked_cine
+    from USGenLib.io.dicom import burned_in_annotation
+    from USGenLib.text_blackout import blackout_text
     from USGenLib.types import Cine
 
     check_output_folder(args.output)  # fail before reading a large input
     data = read_any(args.input)
-    if isinstance(data, Cine):
-        return write_tracked_cine(data, args.output, deidentify=args.deidentify)
-    return [write_any(data, args.output, deidentify=args.deidentify)]
+    if not isinstance(data, Cine):
+        if args.blackout_text:
+            raise UsgenInputError(args.input, "--blackout-text applies to cines, and this is a volume")
+        return [write_any(data, args.output, deidentify=args.deidentify)]
+    if args.blackout_text:
+        data = blackout_text(data)
+    elif args.deidentify and burned_in_annotation(data.meta) == "YES":
+        said = "says BurnedInAnnotation YES" if data.meta.get("burned_in_annotation") else "does not say it has none"
+        warn(f"{args.input}: pixels may hold burned-in text (the source {said}); --blackout-text blacks out "
+             "everything outside the ultrasound image")
+    return write_tracked_cine(data, args.output, deidentify=args.deidentify)
 
 
 # -------------------------------------------------------------------- contact sheet

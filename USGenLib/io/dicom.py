@@ -22,6 +22,7 @@ from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut
 from pydicom.sequence import Sequence
+from pydicom.sr.codedict import codes
 from pydicom.uid import (JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes,
                          ExplicitVRLittleEndian, generate_uid)
 
@@ -54,6 +55,22 @@ def _ultrasound_spacing(ds: Dataset) -> tuple[float, float] | None:
         if best is None or area > best[0]:
             best = (area, dx * 10.0, dy * 10.0)
     return None if best is None else (best[1], best[2])
+
+
+def _regions(ds: Dataset) -> list[dict]:
+    """Every ultrasound region's spatial format and pixel box (x0, y0, x1, y1, inclusive)."""
+    return [{"format": int(r.get("RegionSpatialFormat", 0)),
+             "box": [int(r.get(k, 0)) for k in ("RegionLocationMinX0", "RegionLocationMinY0",
+                                               "RegionLocationMaxX1", "RegionLocationMaxY1")]}
+            for r in ds.get("SequenceOfUltrasoundRegions", [])]
+
+
+def burned_in_annotation(meta: dict) -> str:
+    """BurnedInAnnotation for a cine written as DICOM: the source's, else YES. An ultrasound
+    picture comes from a scanner that draws patient details beside the image unless the source
+    says otherwise (simulations and blacked-out cines say NO)."""
+    value = str(meta.get("burned_in_annotation") or "").upper()
+    return value if value in ("YES", "NO") else "YES"
 
 
 def _frame_times(ds: Dataset, n: int) -> tuple[np.ndarray, str]:
@@ -204,6 +221,8 @@ def read_dicom_cine(path: str | Path) -> Cine:
         "patient": {k: str(ds.get(k)) for k in PATIENT_KEYWORDS if ds.get(k) not in (None, "")},
         "study": {k: str(ds.get(k)) for k in STUDY_KEYWORDS if ds.get(k) not in (None, "")},
         "manufacturer": str(ds.get("Manufacturer", "")),
+        "burned_in_annotation": str(ds.get("BurnedInAnnotation", "")),
+        "us_regions": _regions(ds),
     }
     return Cine(frames=frames, spacing=(spacing_xy[0], spacing_xy[1], thickness), origin=origin,
                 direction=direction, times=times, meta=meta)
@@ -220,6 +239,12 @@ def _as_uint(frames: np.ndarray) -> np.ndarray:
         arr = arr * 255.0
     hi = 65535 if arr.size and arr.max() > 255 else 255
     return np.clip(np.rint(arr), 0, hi).astype(np.uint16 if hi > 255 else np.uint8)
+
+
+def _code_item(code) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code.value, code.scheme_designator, code.meaning
+    return item
 
 
 def build_us_multiframe(cine: Cine, deidentify: bool = False) -> Dataset:
@@ -249,7 +274,7 @@ def build_us_multiframe(cine: Cine, deidentify: bool = False) -> Dataset:
     ds.SoftwareVersions = __version__
     ds.SeriesDescription = "USGen " + str(cine.meta.get("description", "derived cine"))[:50]
     ds.ImageType = ["DERIVED", "SECONDARY"]
-    ds.BurnedInAnnotation = "NO"
+    ds.BurnedInAnnotation = burned_in_annotation(cine.meta)
     ds.ConversionType = "WSD"
 
     patient = {} if deidentify else dict(cine.meta.get("patient", {}))
@@ -261,7 +286,14 @@ def build_us_multiframe(cine: Cine, deidentify: bool = False) -> Dataset:
     ds.StudyInstanceUID = study.get("StudyInstanceUID") or generate_uid()
     if deidentify:
         ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = "USGen: patient and study identifiers removed, new UIDs"
+        ds.LongitudinalTemporalInformationModified = "REMOVED"
+        method = ["USGen: patient and study identifiers removed", "dates removed, new UIDs"]  # LO: 64 chars each
+        profile = [codes.DCM.BasicApplicationConfidentialityProfile]
+        if cine.meta.get("text_blackout"):
+            method.append("pixels outside the ultrasound image blacked out")
+            profile.append(codes.DCM.CleanPixelDataOption)
+        ds.DeidentificationMethod = method
+        ds.DeidentificationMethodCodeSequence = Sequence([_code_item(code) for code in profile])
     elif cine.meta.get("sop_instance_uid"):
         src = Dataset()
         src.ReferencedSOPClassUID = cine.meta.get("sop_class_uid") or US_MULTIFRAME_STORAGE

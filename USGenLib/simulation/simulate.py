@@ -204,9 +204,10 @@ class Simulator:
         times = np.arange(poses.shape[0]) * FRAME_INTERVAL_S
         meta = self.describe(poses, image_to_lps, sim_s)
         geo = dict(spacing=spacing, origin=origin, direction=direction, times=times)
-        bmode = Cine(frames["bmode"], meta={"content": "bmode", "modality": "US"}, **geo)
-        labels = Cine(frames["labels"], meta={"content": "labels"}, **geo)
-        atten = Cine(frames["attenuation"].astype(np.float32), meta={"content": "attenuation"}, **geo)
+        drawn = {"burned_in_annotation": "NO"}  # simulated pixels hold no text
+        bmode = Cine(frames["bmode"], meta={"content": "bmode", "modality": "US", **drawn}, **geo)
+        labels = Cine(frames["labels"], meta={"content": "labels", **drawn}, **geo)
+        atten = Cine(frames["attenuation"].astype(np.float32), meta={"content": "attenuation", **drawn}, **geo)
         fov = Volume(conv.fov.astype(np.uint8)[None], spacing=spacing, origin=origin, direction=direction,
                      kind="labels", meta={"content": "fov_mask"})
         return SimulationResult(bmode, labels, atten, fov, meta, frames.get("envelope"))
