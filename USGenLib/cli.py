@@ -3,6 +3,7 @@
 Every sub-command takes --progress-json (one JSON object per line on stdout, for the Slicer
 module) and --quiet. Bad input prints one line ``usgen: error: <file>: <problem>`` on stderr
 (and ``{"error": ...}`` in JSON mode) and exits with code 2; nothing half-written is left.
+SIGTERM and SIGHUP stop a job as Ctrl-C does, through its cleanup, with exit code 128 + signal.
 A successful job in JSON mode ends with ``{"progress": 1.0, "stage": "done", "outputs": [...]}``.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from USGenLib import __version__, progress
 from USGenLib.errors import UsgenInputError
+from USGenLib.lifetime import JobInterrupted, stop_signals_raise
 
 
 def _common() -> argparse.ArgumentParser:
@@ -306,11 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress.configure("json" if args.progress_json else "quiet" if args.quiet else "bar")
     try:
-        outputs = args.run(args)
+        with stop_signals_raise():
+            outputs = args.run(args)
     except UsgenInputError as err:
         print(f"usgen: error: {err}", file=sys.stderr)
         progress.emit({"error": str(err)})
         return 2
+    except JobInterrupted as err:  # SIGTERM, SIGHUP: cleaned up like Ctrl-C, exit as the signal would
+        print(f"usgen: stopped by {err}", file=sys.stderr)
+        return 128 + err.signum
     except KeyboardInterrupt:
         print("usgen: interrupted", file=sys.stderr)
         return 130
