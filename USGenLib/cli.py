@@ -73,7 +73,8 @@ def _run_info(args) -> list[Path]:
 # -------------------------------------------------------------------------- convert
 def _add_convert(sub, common) -> None:
     p = sub.add_parser("convert", parents=[common], help="convert between file formats",
-                       description="Convert a cine (DICOM, video, .seq.nrrd) or volume (DICOM series folder, NIfTI, "
+                       description="Convert a cine (DICOM, video, .seq.nrrd, PLUS .igs.mha; a tracked cine's "
+                                   "transforms also go to OUT's name.transforms.seq.mha) or volume (DICOM series folder, NIfTI, "
                                    "NRRD, MHA) to the format OUT's ending names: .seq.nrrd .nrrd .dcm .avi .mp4 .gif "
                                    ".png (contact sheet) for cines; .nrrd .nii.gz .mha .seg.nrrd for volumes.")
     p.add_argument("input", type=Path, help="input file or DICOM series folder")
@@ -83,8 +84,8 @@ def _add_convert(sub, common) -> None:
                         "pixels may hold burned-in text (see --blackout-text)")
     p.add_argument("--blackout-text", action="store_true",
                    help="cines: black out every pixel outside the ultrasound image (burned-in names, dates, IDs; "
-                        "the image found from SequenceOfUltrasoundRegions, else from the pixels); text drawn "
-                        "inside the image is kept")
+                        "the image is found from its pixels, within SequenceOfUltrasoundRegions where given); "
+                        "text drawn inside the image is kept")
     p.set_defaults(run=_run_convert)
 
 
