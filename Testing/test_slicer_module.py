@@ -259,6 +259,34 @@ def test_kill_process_tree_kills_the_grandchild(helpers):
     helpers.killProcessTree(0)  # must not signal this process group
 
 
+@pytest.mark.parametrize("child_code,graceful", [
+    # like usgen: SIGTERM raises, the cleanup in `finally` runs
+    ("import signal, sys, time\n"
+     "signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))\n"
+     "try:\n    time.sleep(60)\nfinally:\n    open(sys.argv[1], 'w').write('cleaned')", True),
+    # a job that ignores SIGTERM is killed after the grace period
+    ("import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)", False),
+], ids=["cleans-up", "ignores-sigterm"])
+def test_stop_process_tree_terminates_then_kills(helpers, tmp_path, child_code, graceful):
+    marker = tmp_path / "cleaned"
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time\n"
+         f"child = subprocess.Popen([sys.executable, '-c', {child_code!r}, {str(marker)!r}])\n"
+         "print(child.pid, flush=True)\nchild.wait()"],
+        stdout=subprocess.PIPE, text=True)
+    child = int(launcher.stdout.readline())
+    time.sleep(0.5)  # the child's handler is in place
+    start = time.monotonic()
+    assert helpers.stopProcessTree(launcher.pid, graceSeconds=1.0) is graceful
+    launcher.wait(timeout=10)
+    deadline = time.monotonic() + 5  # SIGKILL takes effect a moment later
+    while helpers.processRuns(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not helpers.processRuns(child)
+    assert marker.exists() is graceful
+    assert time.monotonic() - start < (1.0 if graceful else 6.0)
+
+
 # --- the `usgen` side of the protocol, when the CLI exists --------------------------------------
 
 

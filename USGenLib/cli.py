@@ -3,6 +3,7 @@
 Every sub-command takes --progress-json (one JSON object per line on stdout, for the Slicer
 module) and --quiet. Bad input prints one line ``usgen: error: <file>: <problem>`` on stderr
 (and ``{"error": ...}`` in JSON mode) and exits with code 2; nothing half-written is left.
+SIGTERM and SIGHUP stop a job as Ctrl-C does, through its cleanup, with exit code 128 + signal.
 A successful job in JSON mode ends with ``{"progress": 1.0, "stage": "done", "outputs": [...]}``.
 """
 
@@ -18,6 +19,7 @@ from USGenLib import __version__, progress
 from USGenLib.cfd.cli import add_bench as add_cfd_bench
 from USGenLib.cfd.cli import add_commands as add_cfd_commands
 from USGenLib.errors import UsgenInputError
+from USGenLib.lifetime import JobInterrupted, stop_signals_raise
 
 
 def _common() -> argparse.ArgumentParser:
@@ -38,6 +40,11 @@ def parse_size(text: str, lo: int, hi: int) -> tuple[int, int]:
     if not (lo <= h <= hi and lo <= w <= hi):
         raise UsgenInputError(None, f"--size {h}x{w}: height and width must be between {lo} and {hi} pixels")
     return h, w
+
+
+def warn(message: str) -> None:
+    """A warning: one line on stderr in every mode (JSON mode keeps stdout for the protocol)."""
+    print(f"usgen: warning: {message}", file=sys.stderr)
 
 
 def _done(outputs: list[Path], args) -> None:
@@ -68,21 +75,41 @@ def _run_info(args) -> list[Path]:
 # -------------------------------------------------------------------------- convert
 def _add_convert(sub, common) -> None:
     p = sub.add_parser("convert", parents=[common], help="convert between file formats",
-                       description="Convert a cine (DICOM, video, .seq.nrrd) or volume (DICOM series folder, NIfTI, "
+                       description="Convert a cine (DICOM, video, .seq.nrrd, PLUS .igs.mha; a tracked cine's "
+                                   "transforms also go to OUT's name.transforms.seq.mha) or volume (DICOM series folder, NIfTI, "
                                    "NRRD, MHA) to the format OUT's ending names: .seq.nrrd .nrrd .dcm .avi .mp4 .gif "
                                    ".png (contact sheet) for cines; .nrrd .nii.gz .mha .seg.nrrd for volumes.")
     p.add_argument("input", type=Path, help="input file or DICOM series folder")
     p.add_argument("output", type=Path, help="output file; its ending chooses the format")
     p.add_argument("--deidentify", action="store_true",
-                   help="DICOM output: drop patient and study identifiers (burned-in pixel text is not removed)")
+                   help="DICOM output: drop patient and study identifiers and dates, new UIDs; warns when the "
+                        "pixels may hold burned-in text (see --blackout-text)")
+    p.add_argument("--blackout-text", action="store_true",
+                   help="cines: black out every pixel outside the ultrasound image (burned-in names, dates, IDs; "
+                        "the image is found from its pixels, within SequenceOfUltrasoundRegions where given); "
+                        "text drawn inside the image is kept")
     p.set_defaults(run=_run_convert)
 
 
 def _run_convert(args) -> list[Path]:
-    from USGenLib.io import check_output_folder, read_any, write_any
+    from USGenLib.io import check_output_folder, read_any, write_any, write_tracked_cine
+    from USGenLib.io.dicom import burned_in_annotation
+    from USGenLib.text_blackout import blackout_text
+    from USGenLib.types import Cine
 
     check_output_folder(args.output)  # fail before reading a large input
-    return [write_any(read_any(args.input), args.output, deidentify=args.deidentify)]
+    data = read_any(args.input)
+    if not isinstance(data, Cine):
+        if args.blackout_text:
+            raise UsgenInputError(args.input, "--blackout-text applies to cines, and this is a volume")
+        return [write_any(data, args.output, deidentify=args.deidentify)]
+    if args.blackout_text:
+        data = blackout_text(data)
+    elif args.deidentify and burned_in_annotation(data.meta) == "YES":
+        said = "says BurnedInAnnotation YES" if data.meta.get("burned_in_annotation") else "does not say it has none"
+        warn(f"{args.input}: pixels may hold burned-in text (the source {said}); --blackout-text blacks out "
+             "everything outside the ultrasound image")
+    return write_tracked_cine(data, args.output, deidentify=args.deidentify)
 
 
 # -------------------------------------------------------------------- contact sheet
@@ -286,11 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress.configure("json" if args.progress_json else "quiet" if args.quiet else "bar")
     try:
-        outputs = args.run(args)
+        with stop_signals_raise():
+            outputs = args.run(args)
     except UsgenInputError as err:
         print(f"usgen: error: {err}", file=sys.stderr)
         progress.emit({"error": str(err)})
         return 2
+    except JobInterrupted as err:  # SIGTERM, SIGHUP: cleaned up like Ctrl-C, exit as the signal would
+        print(f"usgen: stopped by {err}", file=sys.stderr)
+        return 128 + err.signum
     except KeyboardInterrupt:
         print("usgen: interrupted", file=sys.stderr)
         return 130

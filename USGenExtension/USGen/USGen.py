@@ -1,9 +1,9 @@
 """USGen: the Slicer front end of USGenLib.
 
 The module holds no science. Every job is the `usgen` command, run as a background process
-(``PythonSlicer -m USGenLib <job> ... --progress-json``): the GUI never freezes, Cancel kills the
-job, progress arrives as one JSON object per stdout line, and the output files are loaded with
-Slicer's own readers. See docs/slicer.md.
+(``PythonSlicer -m USGenLib <job> ... --progress-json``): the GUI never freezes, Cancel stops the
+job (SIGTERM, then SIGKILL after 2 s), progress arrives as one JSON object per stdout line, and the
+output files are loaded with Slicer's own readers. See docs/slicer.md.
 """
 
 import importlib.metadata
@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 
 from packaging.requirements import Requirement
@@ -39,6 +40,8 @@ REQUIREMENTS = [
     "pydicom>=3.0",
     "pylibjpeg>=2.0",
     "pylibjpeg-openjpeg>=2.3",
+    "pylibjpeg-rle>=2.0",
+    "python-gdcm>=3.0.22",
     "pynrrd>=1.0",
     "slicerio>=1.0",
     "imageio>=2.31",
@@ -52,6 +55,9 @@ SLICER_PROVIDED = ["numpy", "SimpleITK"]
 # Endings dropped when naming an output after its input. Other dots stay: DICOM files are
 # often named by UID ("1.2.840.113619.2.55").
 INPUT_ENDINGS = (".seq.nrrd", ".nrrd", ".dcm", ".avi", ".mp4")
+
+# Cancel asks a job to stop (SIGTERM) and waits this long for its cleanup before killing it.
+TERMINATE_GRACE_S = 2.0
 
 
 def installedVersion(distribution):
@@ -213,6 +219,54 @@ class JobOutput:
         return progress
 
 
+def descendants(pid):
+    """The processes below ``pid``, children before grandchildren (POSIX, through pgrep)."""
+    try:
+        children = [int(c) for c in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                                   text=True).stdout.split()]
+    except FileNotFoundError:  # without pgrep only the process itself can be found
+        return []
+    return children + [grandchild for child in children for grandchild in descendants(child)]
+
+
+def processRuns(pid):
+    """Whether ``pid`` runs; a zombie (ended, not yet reaped) does not, where /proc tells."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):  # gone, or its number reused by another user
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # gone meanwhile; or no /proc (macOS), where os.kill's answer stands
+        return not os.path.isdir("/proc")
+
+
+def stopProcessTree(pid, graceSeconds=TERMINATE_GRACE_S):
+    """Stop a job and every process below it: SIGTERM to each (usgen then removes its temporary
+    files and stops its helpers, as for Ctrl-C), then SIGKILL to whatever still runs after
+    ``graceSeconds``. Each process is signalled itself because the PythonSlicer launcher passes
+    no signal on. Return True when SIGTERM was enough."""
+    if pid <= 0:  # 0 and -1 would mean "my own process group" and "every process"
+        return True
+    if os.name == "nt":  # no SIGTERM for console programs
+        killProcessTree(pid)
+        return False
+    tree = [pid] + descendants(pid)
+    for process in tree:
+        try:
+            os.kill(process, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + graceSeconds
+    while any(processRuns(process) for process in tree) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = [process for process in tree if processRuns(process)]
+    for process in survivors:  # orphans too: once the launcher is gone, pgrep no longer finds them
+        killProcessTree(process)
+    return not survivors
+
+
 def killProcessTree(pid):
     """Kill a process and all its descendants.
 
@@ -234,7 +288,10 @@ def killProcessTree(pid):
         children = []
     for child in children:
         killProcessTree(int(child))
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:  # it ended on its own meanwhile
+        pass
 
 
 #
@@ -419,13 +476,14 @@ class USGenLogic(ScriptedLoadableModuleLogic):
         return outputPath
 
     def cancel(self):
-        """Kill the running job. finishedCallback then reports it cancelled, and what the
-        job wrote is removed."""
+        """Stop the running job: SIGTERM, so it removes its temporary files and stops its helper
+        processes, then SIGKILL after TERMINATE_GRACE_S if it has not ended (the panel waits that
+        long at most). finishedCallback then reports it cancelled, and what the job wrote is removed."""
         if not self.isRunning():
             return
         self._cancelled = True
-        killProcessTree(self._process.processId())
-        self._process.kill()
+        stopProcessTree(self._process.processId())
+        self._process.kill()  # ends QProcess's wait for a launcher that already ended
 
     def waitForFinished(self, timeoutMs=-1):
         """Block until the running job has ended (for scripts and tests); False on timeout."""

@@ -3,7 +3,9 @@
 Each item is made from its own random stream, ``SeedSequence([seed, kind, index])``, so the data set
 does not depend on the number of worker processes. Each item is written into a hidden temporary
 folder and renamed into place; the whole data set is built in a hidden sibling of DIR and renamed
-to DIR at the end, so a failure or Ctrl-C leaves nothing half-written at DIR.
+to DIR at the end (``atomic_folder``), so a failure, Ctrl-C or SIGTERM leaves nothing half-written
+at DIR. Workers die with the job (``exit_with_parent``), also when it is killed outright; the next
+run into the same parent folder removes the killed job's temporary folder.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import shutil
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,8 @@ from USGenLib import progress as _progress
 from USGenLib.datasets.layouts.manifest import (KINDS, MANIFEST_NAME, assign_splits, coverage_quartiles,
                                                 manifest_columns, write_manifest)
 from USGenLib.errors import UsgenInputError
-from USGenLib.io.atomic import atomic_write_text
+from USGenLib.io.atomic import atomic_folder, atomic_write_text
+from USGenLib.lifetime import exit_with_parent
 
 KIND_CODES = {"cfd": 1, "echo": 2, "enhance": 3}
 DEFAULT_SIZE = {"cfd": (256, 256), "echo": (112, 112), "enhance": (256, 256)}
@@ -129,7 +132,8 @@ def make_item(job: dict) -> dict:
     return row
 
 
-def _worker_init() -> None:
+def _worker_init(parent_pid: int) -> None:
+    exit_with_parent(parent_pid)
     _progress.configure("quiet")
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
@@ -139,9 +143,7 @@ def generate_dataset(req: DatasetRequest) -> Path:
     """Generate the data set ``req`` describes; return DIR (holding manifest.csv)."""
     out = req.out
     _check_out(out)
-    build = out.parent / f".usgen-tmp-{out.name}-{uuid.uuid4().hex[:8]}"
-    build.mkdir()
-    try:
+    with atomic_folder(out) as build:
         jobs = _jobs(req, build)
         if req.kind == "echo":
             (build / "echonet" / "Videos").mkdir(parents=True)
@@ -152,11 +154,9 @@ def generate_dataset(req: DatasetRequest) -> Path:
                     rows.append(make_item(job))
                     rep.update(1, message=f"item {len(rows)}/{req.n}")
             else:
-                ctx = get_context("fork") if hasattr(os, "fork") else get_context("spawn")
-                with ProcessPoolExecutor(max_workers=req.workers, mp_context=ctx, initializer=_worker_init) as pool:
-                    for row in pool.map(make_item, jobs, chunksize=1):
-                        rows.append(row)
-                        rep.update(1, message=f"item {len(rows)}/{req.n}")
+                for row in _in_workers(jobs, req.workers):
+                    rows.append(row)
+                    rep.update(1, message=f"item {len(rows)}/{req.n}")
         rows.sort(key=lambda r: r["id"])
         splits = assign_splits(req.n, req.seed)
         for r, s in zip(rows, splits):
@@ -174,10 +174,22 @@ def generate_dataset(req: DatasetRequest) -> Path:
             "kind": req.kind, "n": req.n, "seed": req.seed, "size": list(req.size), "frames": req.frames,
             "views": list(req.views) if req.kind == "echo" else None, "generator": "usgen dataset",
         }, indent=1) + "\n")
-        if out.exists():
-            out.rmdir()
-        os.replace(build, out)
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
     return out
+
+
+def _in_workers(jobs: list[dict], workers: int):
+    """make_item over ``jobs`` in worker processes, rows in order. On any exception (SIGTERM and
+    Ctrl-C included) the workers are killed at once: a plain shutdown would first finish every
+    queued item."""
+    ctx = get_context("fork") if hasattr(os, "fork") else get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                               initargs=(os.getpid(),))
+    try:
+        yield from pool.map(make_item, jobs, chunksize=1)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in active_children():
+            worker.kill()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -1,7 +1,7 @@
 """Readers and writers, chosen by file name ending. Every write is atomic.
 
 Cines:   DICOM (.dcm or no ending), video (.avi .mp4 .mov .mkv .webm), Slicer sequences
-         (.seq.nrrd, .nrrd)  -> Cine;  Cine -> .seq.nrrd .nrrd .dcm .avi .mp4 .gif .png (contact sheet)
+         (.seq.nrrd, .nrrd), PLUS tracked sequences (.igs.mha, .igs.nrrd, .seq.mha) -> Cine;  Cine -> .seq.nrrd .nrrd .dcm .avi .mp4 .gif .png (contact sheet)
 Volumes: DICOM series folder, .nii .nii.gz .nrrd .nhdr .mha .mhd -> Volume;
          Volume -> .nrrd .nii .nii.gz .mha .mhd, and .seg.nrrd for label maps.
 """
@@ -16,6 +16,7 @@ import numpy as np
 from USGenLib.errors import UsgenInputError
 from USGenLib.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text, check_output_folder
 from USGenLib.io.dicom import read_dicom_cine, write_dicom_cine
+from USGenLib.io.plus import is_plus_metaimage, read_plus_sequence, transforms_path, write_transform_sequence
 from USGenLib.io.preview import write_contact_sheet, write_gif
 from USGenLib.io.segmentation import read_segmentation, write_segmentation
 from USGenLib.io.seqnrrd import read_seq_nrrd, write_seq_nrrd
@@ -24,6 +25,7 @@ from USGenLib.io.volume import read_volume, write_volume
 from USGenLib.types import Cine, Volume
 
 CINE_WRITE_SUFFIXES = (".seq.nrrd", ".nrrd", ".dcm", ".avi", ".mp4", ".gif", ".png")
+PREVIEW_SUFFIXES = (".gif", ".png")
 VOLUME_ONLY_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd")
 VOLUME_WRITE_SUFFIXES = (".seg.nrrd", ".nrrd", ".nii", ".nii.gz", ".mha", ".mhd")
 
@@ -54,6 +56,8 @@ def is_volume_input(path: str | Path) -> bool:
     """Whether ``path`` is read as a Volume (rather than a Cine) by ``read_any``."""
     path = Path(path)
     suffix = suffix_of(path)
+    if suffix in (".mha", ".mhd") and path.is_file() and is_plus_metaimage(path):
+        return False
     if path.is_dir() or suffix in VOLUME_ONLY_SUFFIXES or suffix in (".seg.nrrd", ".nhdr"):
         return True
     if suffix == ".nrrd":
@@ -76,9 +80,13 @@ def read_cine(path: str | Path) -> Cine:
         return read_seq_nrrd(path)
     if suffix in VIDEO_SUFFIXES:
         return read_video(path)
+    if suffix in (".mha", ".mhd"):
+        if not is_plus_metaimage(path):
+            raise UsgenInputError(path, "a MetaImage without a list axis or Seq_Frame fields is a volume, not a cine")
+        return read_plus_sequence(path)
     if suffix in (".dcm", "", ".dicom") or _is_dicom_file(path):
         return read_dicom_cine(path)
-    raise UsgenInputError(path, f"unknown file type '{suffix}' (expected .dcm, .seq.nrrd, .nrrd, .avi, .mp4)")
+    raise UsgenInputError(path, f"unknown file type '{suffix}' (expected .dcm, .seq.nrrd, .nrrd, .igs.mha, .avi, .mp4)")
 
 
 def read_any(path: str | Path) -> Cine | Volume:
@@ -116,6 +124,22 @@ def write_cine(cine: Cine, path: str | Path, deidentify: bool = False) -> Path:
     raise UsgenInputError(path, f"unknown output type '{suffix}' for a cine (use one of {', '.join(CINE_WRITE_SUFFIXES)})")
 
 
+def write_tracked_cine(cine: Cine, path: str | Path, deidentify: bool = False) -> list[Path]:
+    """``write_cine``, plus the transform sequence of a tracked cine (PLUS) beside it, except for
+    previews. The transforms go first, so the cine appearing means the job is done; if the cine
+    cannot be written they are removed again."""
+    path = Path(path)
+    if not cine.meta.get("transforms") or suffix_of(path) in PREVIEW_SUFFIXES:
+        return [write_cine(cine, path, deidentify=deidentify)]
+    check_output_folder(path)
+    sidecar = write_transform_sequence(cine, transforms_path(path))
+    try:
+        return [write_cine(cine, path, deidentify=deidentify), sidecar]
+    except BaseException:
+        sidecar.unlink(missing_ok=True)
+        raise
+
+
 def write_any(data: Cine | Volume, path: str | Path, deidentify: bool = False) -> Path:
     path = Path(path)
     if isinstance(data, Cine):
@@ -142,4 +166,5 @@ __all__ = [
     "read_cine", "read_any", "read_volume", "read_video", "read_dicom_cine", "read_seq_nrrd",
     "read_segmentation", "write_cine", "write_any", "write_volume", "write_seq_nrrd", "write_dicom_cine",
     "write_video", "write_gif", "write_contact_sheet", "write_segmentation", "is_volume_input",
+    "read_plus_sequence", "write_transform_sequence", "write_tracked_cine",
 ]

@@ -2,8 +2,10 @@
 Image Storage.
 
 Reading handles MONOCHROME1/2, RGB, YBR_FULL(_422), YBR_RCT/ICT (JPEG 2000) and PALETTE COLOR
-through pydicom's pixel pipeline (pylibjpeg decoders for JPEG 2000). Large uncompressed cines
-are memory-mapped rather than loaded, so converting them streams frame by frame.
+through pydicom's pixel pipeline, in every transfer syntax ultrasound systems write: JPEG
+baseline/extended/lossless, JPEG-LS, JPEG 2000 and RLE (decoders from python-gdcm, Pillow,
+pylibjpeg-openjpeg and pylibjpeg-rle). Large uncompressed cines are memory-mapped rather than
+loaded, so converting them streams frame by frame.
 Geometry: spacing from SequenceOfUltrasoundRegions (PhysicalDeltaX/Y, cm -> mm), else
 PixelSpacing; frame times from FrameTimeVector, FrameTime, CineRate or RecommendedDisplayFrameRate.
 """
@@ -16,10 +18,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.sr.codedict import codes
+from pydicom.uid import (JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes,
+                         ExplicitVRLittleEndian, generate_uid)
 
 from USGenLib import __version__
 from USGenLib.errors import UsgenInputError
@@ -50,6 +55,22 @@ def _ultrasound_spacing(ds: Dataset) -> tuple[float, float] | None:
         if best is None or area > best[0]:
             best = (area, dx * 10.0, dy * 10.0)
     return None if best is None else (best[1], best[2])
+
+
+def _regions(ds: Dataset) -> list[dict]:
+    """Every ultrasound region's spatial format and pixel box (x0, y0, x1, y1, inclusive)."""
+    return [{"format": int(r.get("RegionSpatialFormat", 0)),
+             "box": [int(r.get(k, 0)) for k in ("RegionLocationMinX0", "RegionLocationMinY0",
+                                               "RegionLocationMaxX1", "RegionLocationMaxY1")]}
+            for r in ds.get("SequenceOfUltrasoundRegions", [])]
+
+
+def burned_in_annotation(meta: dict) -> str:
+    """BurnedInAnnotation for a cine written as DICOM: the source's, else YES. An ultrasound
+    picture comes from a scanner that draws patient details beside the image unless the source
+    says otherwise (simulations and blacked-out cines say NO)."""
+    value = str(meta.get("burned_in_annotation") or "").upper()
+    return value if value in ("YES", "NO") else "YES"
 
 
 def _frame_times(ds: Dataset, n: int) -> tuple[np.ndarray, str]:
@@ -86,11 +107,55 @@ def _memmap_pixels(path: Path, ds: Dataset, n: int) -> np.ndarray | None:
     return np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=shape)
 
 
+def _one_line(err: Exception) -> str:
+    """pydicom lists each decoder's failure on a line of its own under a heading; the CLI prints one line."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip() and not line.strip().endswith(":")]
+    return "; ".join(lines)[:300]
+
+
+def _frame_problem(syntax: str, frame: bytes) -> str | None:
+    """What is wrong with one compressed frame's framing, if anything.
+
+    JPEG decoders fill a truncated frame with grey and only print a warning (libjpeg's "premature
+    end of data segment"), so a cut-off frame would pass as a picture; its missing end marker
+    shows it. RLE decoders check their segment lengths themselves.
+    """
+    body = frame.rstrip(b"\x00\xff")  # fragments are padded to an even length, by some writers with 0xFF
+    if syntax in JPEGTransferSyntaxes or syntax in JPEGLSTransferSyntaxes:
+        if not body.startswith(b"\xff\xd8"):
+            return "no JPEG start-of-image marker"
+        if not body.endswith(b"\xff\xd9"):
+            return "no JPEG end-of-image marker: the frame is truncated"
+    elif syntax in JPEG2000TransferSyntaxes:
+        if not (body.startswith(b"\xff\x4f") or body[4:8] == b"jP  "):  # codestream or JP2 file
+            return "no JPEG 2000 start-of-codestream marker"
+        if not body.endswith(b"\xff\xd9"):
+            return "no JPEG 2000 end-of-codestream marker: the frame is truncated"
+    return None
+
+
+def _check_compressed_frames(path: Path, ds: Dataset, n: int) -> None:
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not syntax.is_compressed:
+        return
+    try:
+        frames = list(generate_frames(ds.PixelData, number_of_frames=n))
+    except Exception as err:
+        raise UsgenInputError(path, f"compressed pixel data is corrupt ({_one_line(err)})") from err
+    if len(frames) != n:
+        raise UsgenInputError(path, f"NumberOfFrames is {n} but the pixel data holds {len(frames)} frames")
+    for i, frame in enumerate(frames):
+        problem = _frame_problem(syntax, frame)
+        if problem:
+            raise UsgenInputError(path, f"compressed frame {i + 1} of {n} is corrupt ({problem})")
+
+
 def _decoded_pixels(path: Path, ds: Dataset, n: int) -> np.ndarray:
+    _check_compressed_frames(path, ds, n)
     try:
         arr = ds.pixel_array  # pydicom converts YBR_FULL(_422) to RGB; JPEG 2000 undoes RCT/ICT
     except Exception as err:
-        raise UsgenInputError(path, f"pixel data cannot be decoded ({err})") from err
+        raise UsgenInputError(path, f"pixel data is corrupt or cannot be decoded ({_one_line(err)})") from err
     if n == 1:
         arr = arr[np.newaxis]
     pi = ds.PhotometricInterpretation
@@ -124,7 +189,7 @@ def read_dicom_cine(path: str | Path) -> Cine:
         except UsgenInputError:
             raise
         except Exception as err:
-            raise UsgenInputError(path, f"pixel data is truncated or corrupt ({err})") from err
+            raise UsgenInputError(path, f"pixel data is truncated or corrupt ({_one_line(err)})") from err
     if frames.shape[0] != n:
         raise UsgenInputError(path, f"NumberOfFrames is {n} but {frames.shape[0]} frames were decoded")
 
@@ -156,6 +221,8 @@ def read_dicom_cine(path: str | Path) -> Cine:
         "patient": {k: str(ds.get(k)) for k in PATIENT_KEYWORDS if ds.get(k) not in (None, "")},
         "study": {k: str(ds.get(k)) for k in STUDY_KEYWORDS if ds.get(k) not in (None, "")},
         "manufacturer": str(ds.get("Manufacturer", "")),
+        "burned_in_annotation": str(ds.get("BurnedInAnnotation", "")),
+        "us_regions": _regions(ds),
     }
     return Cine(frames=frames, spacing=(spacing_xy[0], spacing_xy[1], thickness), origin=origin,
                 direction=direction, times=times, meta=meta)
@@ -172,6 +239,12 @@ def _as_uint(frames: np.ndarray) -> np.ndarray:
         arr = arr * 255.0
     hi = 65535 if arr.size and arr.max() > 255 else 255
     return np.clip(np.rint(arr), 0, hi).astype(np.uint16 if hi > 255 else np.uint8)
+
+
+def _code_item(code) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code.value, code.scheme_designator, code.meaning
+    return item
 
 
 def build_us_multiframe(cine: Cine, deidentify: bool = False) -> Dataset:
@@ -201,7 +274,7 @@ def build_us_multiframe(cine: Cine, deidentify: bool = False) -> Dataset:
     ds.SoftwareVersions = __version__
     ds.SeriesDescription = "USGen " + str(cine.meta.get("description", "derived cine"))[:50]
     ds.ImageType = ["DERIVED", "SECONDARY"]
-    ds.BurnedInAnnotation = "NO"
+    ds.BurnedInAnnotation = burned_in_annotation(cine.meta)
     ds.ConversionType = "WSD"
 
     patient = {} if deidentify else dict(cine.meta.get("patient", {}))
@@ -213,7 +286,14 @@ def build_us_multiframe(cine: Cine, deidentify: bool = False) -> Dataset:
     ds.StudyInstanceUID = study.get("StudyInstanceUID") or generate_uid()
     if deidentify:
         ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = "USGen: patient and study identifiers removed, new UIDs"
+        ds.LongitudinalTemporalInformationModified = "REMOVED"
+        method = ["USGen: patient and study identifiers removed", "dates removed, new UIDs"]  # LO: 64 chars each
+        profile = [codes.DCM.BasicApplicationConfidentialityProfile]
+        if cine.meta.get("text_blackout"):
+            method.append("pixels outside the ultrasound image blacked out")
+            profile.append(codes.DCM.CleanPixelDataOption)
+        ds.DeidentificationMethod = method
+        ds.DeidentificationMethodCodeSequence = Sequence([_code_item(code) for code in profile])
     elif cine.meta.get("sop_instance_uid"):
         src = Dataset()
         src.ReferencedSOPClassUID = cine.meta.get("sop_class_uid") or US_MULTIFRAME_STORAGE

@@ -35,6 +35,7 @@ def describe(path: str | Path) -> dict:
             "origin_mm": [round(float(v), 6) for v in data.origin],
             "has_color_flow": bool(fraction >= FLOW_FRACTION),
             "color_flow_fraction": round(fraction, 5),
+            "transforms": sorted(data.meta.get("transforms") or {}),
         }
     arr = data.array
     return {
@@ -65,6 +66,8 @@ def format_info(info: dict) -> str:
             f"frame rate:  {fps}",
             f"colour flow: {'yes' if info['has_color_flow'] else 'no'} ({100 * info['color_flow_fraction']:.2f} % of pixels)",
         ]
+        if info["transforms"]:
+            lines.append(f"tracking:    {', '.join(info['transforms'])} (one 4x4 per frame)")
     else:
         lines = [
             f"file:     {info['path']}",

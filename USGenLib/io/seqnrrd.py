@@ -21,6 +21,7 @@ import numpy as np
 
 from USGenLib.errors import UsgenInputError
 from USGenLib.io.atomic import atomic_path
+from USGenLib.io.plus import frame_field_lines, sequence_meta
 from USGenLib.progress import progress
 from USGenLib.types import Cine
 
@@ -82,6 +83,8 @@ def seq_nrrd_header(cine: Cine, dtype: np.dtype, encoding: str = "gzip", labels:
         "axis 3 index type:=numeric",
         "axis 3 index values:=" + " ".join(repr(float(t)) for t in cine.times),
         f"DataNodeClassName:={node_class}",
+        # A tracked cine's transforms, as PLUS writes them in NRRD; the frame times are the index values.
+        *frame_field_lines(cine, ":="),
     ]
     return "\n".join(lines) + "\n\n"
 
@@ -224,8 +227,10 @@ def read_seq_nrrd(path: str | Path) -> Cine:
             times = np.array([float(v) for v in values])
         except ValueError:
             times = None
+    stamps, tracked = sequence_meta(header, t, path)  # PLUS (.igs.nrrd): Seq_Frame time stamps, transforms
     if times is None or np.any(np.diff(times) <= 0):
-        times = np.arange(t, dtype=float)  # no usable time stamps: one unit per frame
+        times = stamps if stamps is not None else np.arange(t, dtype=float)  # else one unit per frame
     meta = {"source": str(path), "format": "nrrd",
-            "index_unit": str(header.get("units", [""] * ndim)[list_axis]).strip('"') if list_axis is not None and "units" in header else ""}
+            "index_unit": str(header.get("units", [""] * ndim)[list_axis]).strip('"') if list_axis is not None and "units" in header else "",
+            **tracked}
     return Cine(frames=frames, spacing=spacing, origin=origin, direction=direction, times=times, meta=meta)

@@ -1,19 +1,28 @@
-"""Video files through imageio's FFmpeg plugin (imageio-ffmpeg ships the ffmpeg binary).
+"""Video files through FFmpeg (imageio-ffmpeg ships the binary): read with imageio's plugin,
+written by piping frames into ffmpeg ourselves.
 
 AVI is written losslessly (FFV1), so it round-trips exactly and code written for EchoNet-Dynamic
 (112x112 AVI) reads it. MP4 (H.264, yuv420p) is a lossy preview for people.
 Videos carry no physical calibration: read spacing is 1 mm and marked so in ``meta``.
+
+The writer starts ffmpeg itself (not through imageio) so that ffmpeg dies with the job: the kernel
+kills it when USGen dies (``die_with_parent``), and an interrupted write kills it at once, where
+imageio's writer puts ffmpeg in a process group of its own and lets it finish the file.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+from imageio_ffmpeg import get_ffmpeg_exe
 
 from USGenLib.errors import UsgenInputError
 from USGenLib.io.atomic import atomic_path
+from USGenLib.lifetime import die_with_parent
 from USGenLib.types import Cine
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".webm")
@@ -67,24 +76,45 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     return np.clip((arr - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def _encode(frames: np.ndarray, path: Path, fps: float, output_args: list[str]) -> None:
+    """Pipe (T, H, W) grey or (T, H, W, 3) RGB uint8 frames into ffmpeg, one frame at a time."""
+    h, w = frames.shape[1:3]
+    command = [get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo",
+               "-pix_fmt", "rgb24" if frames.ndim == 4 else "gray", "-s", f"{w}x{h}", "-r", repr(float(fps)),
+               "-i", "pipe:0", "-an", *output_args, str(path)]
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=die_with_parent if os.name == "posix" else None)
+    try:
+        try:
+            for frame in frames:
+                proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+            proc.stdin.close()
+        except BrokenPipeError:  # ffmpeg stopped early; its message says why
+            pass
+        message = proc.stderr.read().decode(errors="replace").strip()
+        code = proc.wait()
+    except BaseException:  # interrupted: the temporary file goes, so ffmpeg need not finish it
+        proc.kill()
+        proc.wait()
+        raise
+    if code != 0:
+        raise OSError(f"ffmpeg failed ({(message.splitlines() or ['exit code ' + str(code)])[-1][:200]})")
+
+
 def write_video(cine: Cine, path: str | Path) -> Path:
     """AVI: lossless FFV1 (grey or RGB). MP4: H.264 preview, padded to even width and height."""
     path = Path(path)
     frames = to_uint8(cine.frames)
-    fps = cine.fps or 1.0
     suffix = path.suffix.lower()
     if suffix == ".avi":
-        pix = "bgr0" if cine.is_rgb else "gray"
-        kwargs = dict(codec="ffv1", pixelformat=pix)
-        data = frames if cine.is_rgb else np.repeat(frames[..., None], 3, axis=-1)
+        output_args = ["-c:v", "ffv1", "-pix_fmt", "bgr0" if cine.is_rgb else "gray"]
     elif suffix == ".mp4":
-        data = frames if cine.is_rgb else np.repeat(frames[..., None], 3, axis=-1)
-        pad_h, pad_w = data.shape[1] % 2, data.shape[2] % 2
+        pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
         if pad_h or pad_w:
-            data = np.pad(data, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
-        kwargs = dict(codec="libx264", pixelformat="yuv420p", output_params=["-crf", "18"])
+            frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w)) + ((0, 0),) * (frames.ndim - 3))
+        output_args = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18"]
     else:
         raise UsgenInputError(path, f"unknown video type '{suffix}' (use .avi or .mp4)")
     with atomic_path(path) as tmp:
-        iio.imwrite(tmp, data, plugin="FFMPEG", fps=fps, macro_block_size=1, **kwargs)
+        _encode(frames, tmp, cine.fps or 1.0, output_args)
     return path

@@ -90,6 +90,8 @@ class AcousticMedium:
 
     def describe(self) -> dict:
         v = self.volume
-        return {"kind": v.kind, "source": self.source, "shape_kji": list(v.array.shape),
+        # A phantom's name, never a file's path: meta.json may be shared without the input.
+        source = f"phantom:{v.meta['phantom']}" if "phantom" in v.meta else "file (path not recorded)"
+        return {"kind": v.kind, "source": source, "shape_kji": list(v.array.shape),
                 "spacing_mm": [float(s) for s in v.spacing], "origin_lps_mm": [float(o) for o in v.origin],
                 "direction": v.direction.tolist(), "hu_offset": self.hu_offset, "labels_present": self.present_labels}

@@ -64,8 +64,10 @@ class SimulationResult:
     envelope: np.ndarray | None = None
 
     def write(self, out_dir: str | Path) -> list[Path]:
-        """Write the five output files into ``out_dir`` (created if missing), each atomically."""
+        """Write the five output files into ``out_dir`` (created if missing) as a whole: into a
+        temporary folder renamed into place, so an error or a kill leaves no partial set."""
         from USGenLib.io import atomic_write_text, write_cine, write_volume
+        from USGenLib.io.atomic import atomic_folder
 
         out_dir = Path(out_dir)
         if out_dir.exists() and not out_dir.is_dir():
@@ -73,17 +75,17 @@ class SimulationResult:
         parent = out_dir.resolve().parent
         if not parent.is_dir():
             raise UsgenInputError(parent, "output folder's parent does not exist")
-        out_dir.mkdir(exist_ok=True)
-        t0 = time.perf_counter()
-        paths = [write_cine(self.bmode, out_dir / "bmode.seq.nrrd"),
-                 write_cine(self.labels, out_dir / "labels.seq.nrrd"),
-                 write_cine(self.attenuation, out_dir / "attenuation.seq.nrrd"),
-                 write_volume(self.fov_mask, out_dir / "fov_mask.nrrd")]
-        self.meta.setdefault("timing", {})["write_s"] = round(time.perf_counter() - t0, 3)
-        self.meta["outputs"] = [p.name for p in paths] + ["meta.json"]
-        meta_path = out_dir / "meta.json"
-        atomic_write_text(meta_path, json.dumps(self.meta, indent=1))
-        return paths + [meta_path]
+        names = ["bmode.seq.nrrd", "labels.seq.nrrd", "attenuation.seq.nrrd", "fov_mask.nrrd", "meta.json"]
+        with atomic_folder(out_dir) as tmp:
+            t0 = time.perf_counter()
+            write_cine(self.bmode, tmp / names[0])
+            write_cine(self.labels, tmp / names[1])
+            write_cine(self.attenuation, tmp / names[2])
+            write_volume(self.fov_mask, tmp / names[3])
+            self.meta.setdefault("timing", {})["write_s"] = round(time.perf_counter() - t0, 3)
+            self.meta["outputs"] = names
+            atomic_write_text(tmp / names[4], json.dumps(self.meta, indent=1))
+        return [out_dir / name for name in names]
 
 
 class Simulator:
@@ -204,9 +206,10 @@ class Simulator:
         times = np.arange(poses.shape[0]) * FRAME_INTERVAL_S
         meta = self.describe(poses, image_to_lps, sim_s)
         geo = dict(spacing=spacing, origin=origin, direction=direction, times=times)
-        bmode = Cine(frames["bmode"], meta={"content": "bmode", "modality": "US"}, **geo)
-        labels = Cine(frames["labels"], meta={"content": "labels"}, **geo)
-        atten = Cine(frames["attenuation"].astype(np.float32), meta={"content": "attenuation"}, **geo)
+        drawn = {"burned_in_annotation": "NO"}  # simulated pixels hold no text
+        bmode = Cine(frames["bmode"], meta={"content": "bmode", "modality": "US", **drawn}, **geo)
+        labels = Cine(frames["labels"], meta={"content": "labels", **drawn}, **geo)
+        atten = Cine(frames["attenuation"].astype(np.float32), meta={"content": "attenuation", **drawn}, **geo)
         fov = Volume(conv.fov.astype(np.uint8)[None], spacing=spacing, origin=origin, direction=direction,
                      kind="labels", meta={"content": "fov_mask"})
         return SimulationResult(bmode, labels, atten, fov, meta, frames.get("envelope"))
