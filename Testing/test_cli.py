@@ -103,6 +103,16 @@ def test_demo_writes_sequences_previews_and_index(tmp_path, usgen):
     assert low.frames.shape == high.frames.shape and low.num_frames == 10
     assert np.allclose(low.spacing, high.spacing) and np.allclose(low.origin, high.origin)
     assert "simulation/high_quality.gif" in page and (demo / "simulation" / "labels.gif").exists()
+    # CFD removal with the bundled weights: the real lymph node and a synthetic clip with its truth.
+    from USGenLib.cfd.frames import luma
+
+    assert "Colour-Doppler removal" in page and "SSIM to the ground truth" in page
+    node_in = read_cine(demo / "examples_rgb_color.seq.nrrd")
+    node_out = read_cine(demo / "cfd" / "lymph_node" / "bmode.seq.nrrd")
+    mask = read_cine(demo / "cfd" / "lymph_node" / "cfd_mask.seq.nrrd").frames.astype(bool)
+    assert node_out.frames.ndim == 3 and 0.04 < mask.mean() < 0.1
+    assert np.array_equal(node_out.frames[~mask], luma(node_in.frames)[~mask])
+    assert (demo / "cfd" / "synthetic" / "contact_sheet.png").exists()
 
 
 def test_bench_io_prints_figures(usgen):

@@ -3,7 +3,9 @@
 Converts the real ultrasound DICOMs bundled with pydicom (an echo cine, a power-Doppler lymph
 node in RGB and JPEG 2000, a palette-colour obstetric frame) to Slicer sequences with GIF/MP4
 previews and a contact sheet, simulates a short sweep over a generated abdomen phantom at both
-quality levels, and writes OUT_DIR/index.html showing them. Later capabilities add their own section.
+quality levels, removes the colour Doppler from the real power-Doppler file and from a synthetic clip
+with its ground truth (bundled CFD weights), and writes OUT_DIR/index.html showing them. Later
+capabilities add their own section.
 """
 
 from __future__ import annotations
@@ -65,6 +67,42 @@ def _simulation_section(out_dir: Path) -> tuple[str, list[Path]]:
     return body, written + gifs + [sheet]
 
 
+def _cfd_section(out_dir: Path) -> tuple[str, list[Path]]:
+    """CFD removal on the real power-Doppler lymph node and on a synthetic clip beside its ground truth."""
+    import numpy as np
+
+    from USGenLib.cfd.remove import load_remover, remove_to_folder
+    from USGenLib.datasets.cfd_scene import make_cfd_clip
+    from USGenLib.metrics import ssim
+
+    remover = load_remover()
+    cfd = out_dir / "cfd"
+    cfd.mkdir(exist_ok=True)
+    clip = make_cfd_clip(np.random.default_rng(7), size=(256, 256), frames=16, target_coverage=0.15)
+    synthetic = write_cine(clip.cfd, cfd / "synthetic_cfd.seq.nrrd")
+    written = [synthetic, write_cine(clip.bmode, cfd / "synthetic_truth.seq.nrrd")]
+    rows = []
+    for name, src, truth in (("lymph node (real, pydicom)", bundled_dicom("examples_rgb_color.dcm"), None),
+                             ("synthetic vessel clip", synthetic, clip.bmode)):
+        folder = cfd / ("lymph_node" if truth is None else "synthetic")
+        written += remove_to_folder(src, folder, remover)
+        cines = [read_cine(src), read_cine(folder / "cfd_mask.seq.nrrd"), read_cine(folder / "bmode.seq.nrrd")]
+        labels = ["input", "CFD mask", "USGen B-mode"]
+        note = ""
+        if truth is not None:
+            cines.append(truth)
+            labels.append("ground truth")
+            note = f" SSIM to the ground truth {ssim(cines[2].frames, truth.frames):.3f}."
+        sheet = write_contact_sheet(cines, folder / "contact_sheet.png", frames_per_row=4, labels=labels)
+        written.append(sheet)
+        rel = sheet.relative_to(out_dir).as_posix()
+        rows.append(f"<h3>{html.escape(name)}</h3><p><img src='{rel}' style='max-width:100%'></p>"
+                    f"<p>Pixels outside the mask are the input's own.{note} Files: "
+                    f"<code>{folder.relative_to(out_dir).as_posix()}/bmode.seq.nrrd</code>, <code>cfd_mask.seq.nrrd</code>, "
+                    f"<code>report.json</code> (<code>usgen cfd remove</code>).</p>")
+    return "".join(rows), written
+
+
 def run_demo(out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -101,8 +139,11 @@ def run_demo(out_dir: str | Path) -> list[Path]:
              "volume sequence with the DICOM's spacing and frame times.</p>")
     sim_html, sim_outputs = _simulation_section(out_dir)
     outputs += sim_outputs
+    cfd_html, cfd_outputs = _cfd_section(out_dir)
+    outputs += cfd_outputs
     sections = [_section("Real ultrasound DICOMs (bundled with pydicom)", table),
-                _section("Simulated sweep: abdomen phantom, low and high quality", sim_html)]
+                _section("Simulated sweep: abdomen phantom, low and high quality", sim_html),
+                _section("Colour-Doppler removal", cfd_html)]
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>USGen demo</title>"
             "<style>body{font-family:sans-serif;background:#111;color:#ddd;margin:2em}"
             "table{border-collapse:collapse}td,th{border:1px solid #444;padding:4px 8px;vertical-align:middle}"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 import torch.nn.functional as F
 
 DARK = 8          # a column whose brightest pixel is below this (over sampled frames) is background
@@ -71,16 +72,31 @@ class Crop:
         return -(-self.net_h // MULTIPLE) * MULTIPLE, -(-self.net_w // MULTIPLE) * MULTIPLE
 
 
-def crop_for(mask: np.ndarray, region: tuple[int, int], scale: float, margin: int) -> Crop | None:
-    """The box around the mask's pixels in ``region`` (any frame), grown by ``margin`` network pixels."""
-    cols = mask[..., region[0]:region[1]].any(axis=0)
-    if not cols.any():
-        return None
-    ys, xs = np.flatnonzero(cols.any(axis=1)), np.flatnonzero(cols.any(axis=0)) + region[0]
+def crops_for(mask: np.ndarray, region: tuple[int, int], scale: float, margin: int) -> list[Crop]:
+    """Boxes around the mask's pixels in ``region`` (any frame), each grown by ``margin`` network pixels;
+    separate colour areas (the flow box, the colour bar) get separate boxes, merged where they overlap,
+    so the networks compute on the colour and its context only."""
+    union = mask[..., region[0]:region[1]].any(axis=0)
+    labels, _ = ndi.label(union)
     m = int(np.ceil(margin / scale))
-    y0, y1 = max(ys[0] - m, 0), min(ys[-1] + 1 + m, mask.shape[1])
-    x0, x1 = max(xs[0] - m, region[0]), min(xs[-1] + 1 + m, region[1])
-    return Crop(y0, y1, x0, x1, max(1, round((y1 - y0) * scale)), max(1, round((x1 - x0) * scale)))
+    h, w = union.shape
+    boxes = [[max(sy.start - m, 0), min(sy.stop + m, h), max(sx.start - m, 0), min(sx.stop + m, w)]
+             for sy, sx in ndi.find_objects(labels)]
+    merged = True
+    while merged:  # grown boxes that touch become one
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+                    boxes[i] = [min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])]
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [Crop(y0, y1, x0 + region[0], x1 + region[0], max(1, round((y1 - y0) * scale)),
+                 max(1, round((x1 - x0) * scale))) for y0, y1, x0, x1 in boxes]
 
 
 def to_network(grey: np.ndarray, mask: np.ndarray, crop: Crop) -> torch.Tensor:

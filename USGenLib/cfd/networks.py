@@ -15,6 +15,7 @@ from monai.networks.nets import UNet
 from torch import nn
 
 from USGenLib.nets import GatedConv3d, GatedUp3d, spectral_patch_discriminator
+from USGenLib.nets.gated import batch_as_frames, frames_as_batch
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class CFDConfig:
     """Network sizes, training crops and losses. ``tiny`` trains in the test suite; ``default`` is bundled."""
 
     name: str = "default"
-    coarse_channels: int = 12
+    coarse_channels: int = 16
     refine_channels: tuple[int, ...] = (8, 16, 32)
     disc_channels: int = 16
     disc_layers: int = 3
@@ -31,7 +32,7 @@ class CFDConfig:
     crop: int = 96
     batch: int = 4
     lr: float = 2e-4
-    coarse_steps: int = 1500           # coarse network alone, then the refinement GAN with coarse frozen
+    coarse_steps: int = 2000           # coarse network alone, then the refinement GAN with coarse frozen
     l1_mask_weight: float = 10.0       # extra L1 inside the mask (the paper's L1-mask term)
     adv_weight: float = 0.05
     fm_weight: float = 1.0             # discriminator feature matching (in place of a perceptual loss)
@@ -66,32 +67,32 @@ CONFIGS = {
 
 
 class CoarseNet(nn.Module):
-    """Gated 3-D encoder-decoder: (B, 2, T, H, W) grey+mask -> (B, 1, T, H, W) B-mode estimate in [0, 1].
+    """Gated spatio-temporal encoder-decoder: (B, 2, T, H, W) grey+mask -> (B, 1, T, H, W) B-mode in [0, 1].
 
     Runs at half the input resolution (H, W multiples of 8): what it restores is structure, which is
     smooth; the bridge and the refinement add the full-resolution texture. Dilated gated convolutions
-    at 1/8 of the input give the context a large colour region needs; 3-D kernels in the encoder and
-    bottleneck, 2-D ones in the decoder (speed on the CPU).
+    at 1/8 of the input give the context a large colour region needs; encoder and bottleneck look
+    across 3 frames, the decoder frame by frame.
     """
 
-    def __init__(self, channels: int = 12):
+    def __init__(self, channels: int = 16):
         super().__init__()
         c = channels
         self.encoder = nn.Sequential(
-            GatedConv3d(2, c, (3, 5, 5)),
-            GatedConv3d(c, 2 * c, 3, stride=(1, 2, 2)),
-            GatedConv3d(2 * c, 4 * c, 3, stride=(1, 2, 2)),
+            GatedConv3d(2, c, 5),
+            GatedConv3d(c, 2 * c, 3, stride=2),
+            GatedConv3d(2 * c, 4 * c, 3, stride=2),
         )
         self.context = nn.Sequential(
-            GatedConv3d(4 * c, 4 * c, (1, 3, 3), dilation=(1, 2, 2)),
-            GatedConv3d(4 * c, 4 * c, (1, 3, 3), dilation=(1, 4, 4)),
-            GatedConv3d(4 * c, 4 * c, (1, 3, 3), dilation=(1, 8, 8)),
+            GatedConv3d(4 * c, 4 * c, 3, dilation=2, temporal_kernel=1),
+            GatedConv3d(4 * c, 4 * c, 3, dilation=4, temporal_kernel=1),
+            GatedConv3d(4 * c, 4 * c, 3, dilation=8, temporal_kernel=1),
             GatedConv3d(4 * c, 4 * c, 3),
         )
         self.decoder = nn.Sequential(
-            GatedUp3d(4 * c, 2 * c, (1, 3, 3)),
-            GatedUp3d(2 * c, c, (1, 3, 3)),
-            GatedConv3d(c, 1, (1, 3, 3), activation=False),
+            GatedUp3d(4 * c, 2 * c),
+            GatedUp3d(2 * c, c),
+            GatedConv3d(c, 1, 3, temporal_kernel=1, activation=False),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,20 +102,24 @@ class CoarseNet(nn.Module):
 
 
 class RefineNet(nn.Module):
-    """3-D encoder-decoder (MONAI UNet) predicting a residual: (B, 2, T, H, W) bridged+mask -> (B, 1, T, H, W).
+    """Spatio-temporal encoder-decoder predicting a residual: (B, 2, T, H, W) bridged+mask -> (B, 1, T, H, W).
 
-    Strides are spatial only, so any clip length works; no normalisation layers, so a crop of any
-    size behaves as in training.
+    A temporal convolution across 3 frames, then MONAI's UNet on every frame: the (2+1)-D
+    factorisation of a 3-D encoder-decoder (fast on the CPU, see nets/gated.py). No normalisation
+    layers, so a crop of any size behaves as in training.
     """
 
-    def __init__(self, channels: tuple[int, ...] = (16, 32, 64)):
+    def __init__(self, channels: tuple[int, ...] = (8, 16, 32)):
         super().__init__()
-        strides = [(1, 2, 2)] * (len(channels) - 1)
-        self.unet = UNet(spatial_dims=3, in_channels=2, out_channels=1, channels=channels, strides=strides,
-                         num_res_units=1, norm=None, act=("LEAKYRELU", {"negative_slope": 0.2}))
+        self.temporal = nn.Conv3d(2, channels[0], (3, 1, 1), padding=(1, 0, 0))
+        self.unet = UNet(spatial_dims=2, in_channels=channels[0], out_channels=1, channels=channels,
+                         strides=[2] * (len(channels) - 1), num_res_units=1, norm=None,
+                         act=("LEAKYRELU", {"negative_slope": 0.2}))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(x[:, :1] + self.unet(x), 0.0, 1.0)
+        h = F.leaky_relu(self.temporal(x), 0.2)
+        residual = batch_as_frames(self.unet(frames_as_batch(h)), x.shape[0])
+        return torch.clamp(x[:, :1] + residual, 0.0, 1.0)
 
 
 def discriminator(config: CFDConfig) -> nn.Module:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ import numpy as np
 import torch
 
 from USGenLib.cfd.detect import removal_mask
-from USGenLib.cfd.frames import (blend_weights, crop_for, display_regions, from_network, luma, temporal_windows,
+from USGenLib.cfd.frames import (blend_weights, crops_for, display_regions, from_network, luma, temporal_windows,
                                  to_network)
 from USGenLib.cfd.networks import CFDConfig, CFDRemover
 from USGenLib.errors import UsgenInputError
@@ -40,10 +38,10 @@ class Remover:
     weights: Path
     device: torch.device
     stage: str = "full"
+    sha256: str = ""
 
     def describe(self) -> dict:
-        digest = hashlib.sha256(self.weights.read_bytes()).hexdigest()[:16]
-        return {"weights": self.weights.name, "weights_sha256": digest, "config": self.config.name,
+        return {"weights": self.weights.name, "weights_sha256": self.sha256, "config": self.config.name,
                 "stage": self.stage, "device": str(self.device)}
 
 
@@ -63,7 +61,8 @@ def load_remover(weights: str | Path | None = None, device: str = "auto", stage:
         raise UsgenInputError(path, f"holds a config this version cannot build ({err})") from err
     load_state_into(model, state, path)
     dev = resolve_device(device)
-    return Remover(model.to(dev).eval(), config, path, dev, stage)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return Remover(model.to(dev).eval(), config, path, dev, stage, digest)
 
 
 def _output_array(shape: tuple[int, ...], scratch: Path) -> np.ndarray:
@@ -74,11 +73,12 @@ def _output_array(shape: tuple[int, ...], scratch: Path) -> np.ndarray:
 
 @torch.inference_mode()
 def remove_color_flow(cine: Cine, remover: Remover, keep_color_text: bool = False, seed: int = 0,
-                      scratch: Path | None = None) -> tuple[Cine, Cine, dict]:
+                      scratch: Path | None = None, masks: np.ndarray | None = None) -> tuple[Cine, Cine, dict]:
     """(B-mode cine, CFD-mask label cine, report) with the input's geometry and frame times.
 
     The B-mode cine is grey (T, H, W) uint8, or RGB with colour kept outside the mask when
-    ``keep_color_text``. A grey input comes back unchanged with an empty mask.
+    ``keep_color_text``. A grey input comes back unchanged with an empty mask. ``masks`` (T, H, W)
+    bool replaces the detected mask (evaluation with the ground truth).
     """
     t0 = time.perf_counter()
     cfg = remover.config
@@ -102,17 +102,15 @@ def remove_color_flow(cine: Cine, remover: Remover, keep_color_text: bool = Fals
     with progress(T, "remove colour", unit="frame") as bar:
         for start, stop in windows:
             rgb = np.asarray(cine.frames[start:stop])
-            mask = removal_mask(rgb)
+            mask = removal_mask(rgb) if masks is None else np.asarray(masks[start:stop], bool)
             grey = luma(rgb)
             fill = np.zeros(grey.shape, np.float32)
             for region in regions:
                 scale = cfg.size / max(H, region[1] - region[0])
-                crop = crop_for(mask, region, scale, cfg.margin)
-                if crop is None:
-                    continue
-                x = to_network(grey, mask, crop).to(remover.device)
-                y = remover.model(x, stage=remover.stage, generator=gen)
-                fill[:, crop.y0:crop.y1, crop.x0:crop.x1] = from_network(y, crop)
+                for crop in crops_for(mask, region, scale, cfg.margin):
+                    x = to_network(grey, mask, crop).to(remover.device)
+                    y = remover.model(x, stage=remover.stage, generator=gen)
+                    fill[:, crop.y0:crop.y1, crop.x0:crop.x1] = from_network(y, crop)
             weights = blend_weights(start, stop, T, cfg.overlap)
             done_until = stop if stop == T else stop - cfg.overlap
             finished = 0
@@ -151,29 +149,22 @@ def _finish_frame(t, rgb, grey, mask, fill, out, mask_out, keep_color_text) -> N
 
 def remove_to_folder(input_path: str | Path, out_dir: str | Path, remover: Remover, keep_color_text: bool = False,
                      seed: int = 0) -> list[Path]:
-    """Read, remove, and write OUT_DIR/bmode.seq.nrrd, cfd_mask.seq.nrrd and report.json as one whole:
-    everything is written into a hidden sibling folder, renamed into place at the end."""
+    """Read, remove, and write OUT_DIR/bmode.seq.nrrd, cfd_mask.seq.nrrd and report.json as one whole
+    (a temporary folder renamed into place)."""
     from USGenLib.io import read_cine, write_seq_nrrd
+    from USGenLib.io.atomic import atomic_folder
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UsgenInputError(out_dir, "exists and is not an empty folder")
-    parent = out_dir.resolve().parent
-    if not parent.is_dir():
-        raise UsgenInputError(parent, "output folder does not exist")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsgenInputError(out_dir, "exists and is not a folder")
     cine = read_cine(input_path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".usgen-{out_dir.name}-", dir=parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         bmode, mask, report = remove_color_flow(cine, remover, keep_color_text, seed, scratch=tmp)
         report["input"] = Path(input_path).name
         write_seq_nrrd(bmode, tmp / "bmode.seq.nrrd")
         write_seq_nrrd(mask, tmp / "cfd_mask.seq.nrrd", labels=True)
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        for scratch_file in tmp.glob("*.npy"):
+        del bmode, mask
+        for scratch_file in tmp.glob("*.npy"):  # memory-mapped outputs of long clips
             scratch_file.unlink()
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return [out_dir / "bmode.seq.nrrd", out_dir / "cfd_mask.seq.nrrd", out_dir / "report.json"]

@@ -159,6 +159,10 @@ class CFDTrainJob:
         return {"val_l1": float(np.mean(l1s)), "val_l1_mask": float(np.mean(l1ms)), "val_ssim": float(np.mean(ssims))}
 
 
+def _record(history: Path, command: str, resume: bool) -> None:
+    history.write_text((history.read_text() if resume and history.exists() else "") + command + "\n")
+
+
 def train_cfd(args, command: str) -> list[Path]:
     """Run the training job for ``usgen cfd train`` and export RUN_DIR/model.safetensors + card."""
     from dataclasses import replace
@@ -187,17 +191,19 @@ def train_cfd(args, command: str) -> list[Path]:
         job = CFDTrainJob(str(args.data), config, args.seed, device, rank)
         settings = LoopSettings(steps=steps, seed=args.seed, checkpoint_every=args.checkpoint_every,
                                 validate_every=args.validate_every, workers=args.workers)
-        summary = run_loop(job, args.out, settings, rank, device, config.to_dict(), resume=args.resume)
+        history = Path(args.out) / "commands.txt"  # every invocation of this run, for the model card
+        summary = run_loop(job, args.out, settings, rank, device, config.to_dict(), resume=args.resume,
+                           on_start=lambda: _record(history, command, args.resume))
         if not rank.is_main:
             return []
         figures = job.validate(steps)
         out = save_weights(Path(args.out) / "model.safetensors", "cfd", job.model.state_dict(), config.to_dict(), {
             "title": f"CFD removal ({config.name})",
-            "command": command,
+            "command": " ; then ".join(history.read_text().splitlines()),
             "data": f"{args.data} ({len(job.train_set)} training clips; coverage-quartile weighted sampling)",
             "seed": args.seed, "steps": steps, "coarse_steps": config.coarse_steps,
             "processes": rank.world_size,
-            "wall_time": f"{summary['seconds']:.0f} s (this invocation, from step {summary['resumed_from']})",
+            "wall_time": f"{summary['seconds']:.0f} s of training",
             "machine": describe_device(device),
             "parameters": sum(p.numel() for p in job.model.parameters()),
             "figures": figures,

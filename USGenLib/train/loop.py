@@ -61,8 +61,8 @@ class _StepBatches(Dataset):
         return 1 << 62
 
 
-def prepare_run_dir(run_dir: Path, resume: bool) -> int:
-    """0 for a fresh run; refuses to overwrite a run that was not asked to resume."""
+def prepare_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuses to overwrite a run that was not asked to resume, and impossible run folders."""
     ckpt = run_dir / CHECKPOINT_NAME
     if ckpt.exists() and not resume:
         raise UsgenInputError(run_dir, "already holds a training run; pass --resume to continue it or choose "
@@ -71,42 +71,48 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> int:
         raise UsgenInputError(run_dir, "exists and is not a folder")
     if not run_dir.resolve().parent.is_dir():
         raise UsgenInputError(run_dir.parent, "output folder does not exist")
-    return 0
 
 
-def _trim_log(log: Path, step: int) -> None:
-    """Drop log lines past the checkpoint so the resumed log reads like an uninterrupted one."""
+def _trim_log(log: Path, step: int) -> float:
+    """Drop log lines past the checkpoint so the resumed log reads like an uninterrupted one; returns
+    the training time logged up to the checkpoint (wall times add up over resumed runs)."""
     if not log.exists():
-        return
-    kept = [ln for ln in log.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
-    log.write_text("".join(ln + "\n" for ln in kept))
+        return 0.0
+    kept = [json.loads(ln) for ln in log.read_text().splitlines() if ln.strip()]
+    kept = [r for r in kept if r.get("step", 0) <= step]
+    log.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return max((r["time_s"] for r in kept if "time_s" in r), default=0.0)
 
 
 def run_loop(job: TrainJob, run_dir: str | Path, settings: LoopSettings, rank: Rank, device: torch.device,
-             config: dict, resume: bool = False) -> dict[str, Any]:
-    """Train ``job`` for ``settings.steps`` steps in ``run_dir``; returns a summary.
+             config: dict, resume: bool = False, on_start=None) -> dict[str, Any]:
+    """Train ``job`` for ``settings.steps`` steps in ``run_dir``; returns a summary whose ``seconds``
+    is the training time of all invocations of this run.
 
-    Rank 0 writes the checkpoint and the log; every rank computes its own batches.
+    Rank 0 writes the checkpoint and the log (and calls ``on_start`` once the run folder is ready);
+    every rank computes its own batches.
     """
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir, resume)
     if rank.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if on_start is not None:
+            on_start()
     distributed.barrier(rank)
     ckpt, log = run_dir / CHECKPOINT_NAME, run_dir / LOG_NAME
-    start = 0
+    start, before = 0, 0.0
     if resume and ckpt.exists():
         start, _ = load_checkpoint(ckpt, job.modules(), job.optimizers())
         if rank.is_main:
-            _trim_log(log, start)
+            before = _trim_log(log, start)
     elif rank.is_main and log.exists():
         log.unlink()
     if start >= settings.steps:
-        return {"steps": start, "resumed_from": start, "seconds": 0.0, "last": {}}
+        return {"steps": start, "resumed_from": start, "seconds": before, "last": {}}
 
     loader = DataLoader(_StepBatches(job, rank.rank), batch_size=None, sampler=range(start, settings.steps),
                         num_workers=settings.workers, prefetch_factor=2 if settings.workers else None)
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() - before
     last: dict[str, float] = {}
     window: list[dict[str, float]] = []
     with progress(settings.steps - start, "train", unit="step") as bar, open_log(log, rank) as write:
