@@ -22,7 +22,7 @@ DEFAULT_MAX_MEMORY = 8 * 1024 ** 3
 # Deflate cannot expand data more than 1032:1 (RFC 1951 block limits); a header declaring more
 # decompressed bytes than that is lying, whatever the budget.
 MAX_DEFLATE_RATIO = 1032
-MAX_NAME_BYTES = 255 - 24  # room for the ".usgen-XXXXXXXX-" prefix of atomic temporaries
+MAX_NAME_BYTES = 255 - 32  # room for the ".usgen-<pid>-<8 hex>-" prefix of atomic temporaries
 MAX_HEADER_BYTES = 64 * 1024 ** 2  # a NRRD header of 64 MB holds millions of frame times
 
 _budget = DEFAULT_MAX_MEMORY
