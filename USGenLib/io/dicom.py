@@ -164,7 +164,7 @@ def _partial(path: Path, complete: int, n: int, allow_partial: bool) -> int:
     if complete >= n:
         return n
     if complete == 0 or not allow_partial:
-        raise UsgenInputError(path, f"truncated: holds {complete} of the {n} frames it declares"
+        raise UsgenInputError(path, f"truncated or corrupt: holds {complete} whole frames of the {n} it declares"
                                     + (" (--allow-partial keeps those)" if complete else ""))
     return complete
 

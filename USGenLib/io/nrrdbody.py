@@ -127,10 +127,9 @@ def read_nrrd_header(path: str | Path) -> tuple[dict, NrrdBody]:
     return header, body
 
 
-def _inflated(body: NrrdBody, fh) -> Iterator[bytes]:
+def _inflated(body: NrrdBody, fh, dec) -> Iterator[bytes]:
     """Decompressed bytes of a gzip or bzip2 body, never more than the header declares."""
     want = body.nbytes + body.skip
-    dec = zlib.decompressobj(zlib.MAX_WBITS | 32) if body.encoding in _GZIP else bz2.BZ2Decompressor()
     while want > 0 and not dec.eof:
         if body.encoding in _GZIP:
             data = dec.unconsumed_tail or fh.read(_CHUNK)
@@ -165,16 +164,30 @@ def read_pieces(body: NrrdBody, piece_items: int) -> Iterator[np.ndarray]:
                     raise UsgenInputError(body.path, "truncated: the data ends before what the header declares")
                 yield np.frombuffer(buf, body.dtype)
             return
-        pending, skip = bytearray(), body.skip
-        for out in _inflated(body, fh):
+        pending, skip, left = bytearray(), body.skip, body.items // piece_items
+        dec = zlib.decompressobj(zlib.MAX_WBITS | 32) if body.encoding in _GZIP else bz2.BZ2Decompressor()
+        for out in _inflated(body, fh, dec):
             pending += out
             if skip:
                 drop = min(skip, len(pending))
                 del pending[:drop]
                 skip -= drop
             while len(pending) >= piece_bytes:
+                # checked before the last piece is handed out: a reader may never ask past it
+                if left == 1 and _more(body, fh, dec):  # a gzip bomb behind a small header
+                    raise UsgenInputError(body.path, "the compressed data holds more than its header declares")
                 yield np.frombuffer(bytes(pending[:piece_bytes]), body.dtype)
                 del pending[:piece_bytes]
+                left -= 1
+
+
+def _more(body: NrrdBody, fh, dec) -> bool:
+    """Whether the compressed stream goes on past the declared size (one more byte is tried)."""
+    if dec.eof:
+        return False
+    if body.encoding in _GZIP:
+        return bool(dec.decompress(dec.unconsumed_tail or fh.read(_CHUNK), 1))
+    return bool(dec.decompress(b"" if not dec.needs_input else fh.read(_CHUNK), 1))
 
 
 def read_all(body: NrrdBody) -> np.ndarray:

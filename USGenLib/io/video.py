@@ -46,13 +46,15 @@ def _first_line(err: Exception) -> str:
     return (text.splitlines()[0] if text else type(err).__name__)[:160]
 
 
-def scan_video(path: Path) -> tuple[int, str | None]:
-    """Decode every frame with ffmpeg into nothing, stopping at the first damaged one (-xerror):
-    (frames decoded, ffmpeg's first error line or None). Memory stays at a frame whatever the
-    length; this is how a truncated or corrupt video is told from a short one (imageio's reader
-    just stops early, and container frame counts are estimates)."""
-    cmd = [get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-stats", "-xerror", "-i", str(path),
-           "-map", "0:v:0", "-f", "null", "-"]
+def scan_video(path: Path, decode: bool = True) -> tuple[int, str | None]:
+    """Count a video's frames with ffmpeg, writing nothing: (frames, ffmpeg's first error line or None).
+
+    decode=True decodes every frame and stops at the first damaged one (-xerror): exact, and how a
+    truncated or corrupt video is told from a short one (imageio's reader just stops early, and
+    container frame counts are estimates). decode=False only counts the stored packets (-c copy,
+    no decoding: fast on any length; `usgen info`). Memory stays at a frame either way."""
+    cmd = [get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-stats"] + (["-xerror"] if decode else []) \
+        + ["-i", str(path), "-map", "0:v:0"] + ([] if decode else ["-c", "copy"]) + ["-f", "null", "-"]
     proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
     lines = [ln.strip() for ln in proc.stderr.decode(errors="replace").replace("\r", "\n").splitlines() if ln.strip()]
     counts = [ln for ln in lines if ln.startswith("frame=")]
@@ -101,16 +103,14 @@ def read_video(path: str | Path, lazy: bool = False, allow_partial: bool = False
     times_from, frames_from = "video frame rate", "decoded"
     if not np.isfinite(fps) or fps <= 0:
         fps, times_from = 30.0, "none in file: 30 frames/s assumed"
-    if scan:
-        total, error = scan_video(path)
-        if error is not None and total > 0 and not allow_partial:
-            raise UsgenInputError(path, f"truncated or corrupt: decoding stops after {total} frames ({error}; "
-                                        f"--allow-partial keeps those {total})")
-        if total == 0:
-            raise UsgenInputError(path, f"video holds no decodable frames{f' ({error})' if error else ''}")
-    else:
-        duration = float(meta.get("duration") or 0.0)
-        total, frames_from = max(1, int(round(duration * fps))), "estimated from duration x frame rate"
+    total, error = scan_video(path, decode=scan)
+    if error is not None and total > 0 and not allow_partial:
+        raise UsgenInputError(path, f"truncated or corrupt: decoding stops after {total} frames ({error}; "
+                                    f"--allow-partial keeps those {total})")
+    if total == 0:
+        raise UsgenInputError(path, f"video holds no decodable frames{f' ({error})' if error else ''}")
+    if not scan:
+        frames_from = "stored packets (not decoded)"
     rgb = FrameSource((total, height, width, 3), np.uint8, lambda: _reader_from(path, 0, total), path,
                       seek=lambda t: _reader_from(path, t, total))
     source = rgb
