@@ -11,24 +11,66 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
-from USGenLib import __version__, progress
+from USGenLib import __version__, limits, progress
 from USGenLib.cfd.cli import add_bench as add_cfd_bench
 from USGenLib.cfd.cli import add_commands as add_cfd_commands
 from USGenLib.errors import UsgenInputError
 from USGenLib.lifetime import JobInterrupted, stop_signals_raise
 
+MAX_SEED = 2 ** 32 - 1  # numpy and torch seeds; a 23-digit seed overflowed them
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (the CLI's promise for bad input), not a usage block."""
+
+    def error(self, message: str):
+        raise UsgenInputError(None, f"{message} (see {self.prog} --help)")
+
 
 def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     out = common.add_argument_group("output control")
     out.add_argument("--progress-json", action="store_true",
                      help="print progress as one JSON object per line on stdout (for the Slicer module)")
     out.add_argument("--quiet", action="store_true", help="no progress bars or messages")
+    out.add_argument("--max-memory", default="8G", metavar="SIZE",
+                     help="memory budget, e.g. 8G or 512M (default 8G): inputs and jobs that would need more "
+                          "are refused before anything is allocated")
     return common
+
+
+def _int_in(lo: int, hi: int):
+    """An argparse type: a whole number in lo..hi (a one-line error otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is outside {lo}..{hi}")
+        return value
+    parse.__name__ = "int"
+    return parse
+
+
+def _finite(lo: float, hi: float):
+    """An argparse type: a finite number in lo..hi (inf and nan are refused)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:g}")
+        return value
+    parse.__name__ = "float"
+    return parse
 
 
 def parse_size(text: str, lo: int, hi: int) -> tuple[int, int]:
@@ -88,17 +130,26 @@ def _add_convert(sub, common) -> None:
                    help="cines: black out every pixel outside the ultrasound image (burned-in names, dates, IDs; "
                         "the image is found from its pixels, within SequenceOfUltrasoundRegions where given); "
                         "text drawn inside the image is kept")
+    _add_allow_partial(p)
     p.set_defaults(run=_run_convert)
+
+
+def _add_allow_partial(p) -> None:
+    p.add_argument("--allow-partial", action="store_true",
+                   help="keep the readable frames of a truncated or damaged video or DICOM (else it is refused)")
 
 
 def _run_convert(args) -> list[Path]:
     from USGenLib.io import check_output_folder, read_any, write_any, write_tracked_cine
     from USGenLib.io.dicom import burned_in_annotation
     from USGenLib.text_blackout import blackout_text
+    from USGenLib.limits import check_output_name
     from USGenLib.types import Cine
 
+    check_output_name(args.output)
     check_output_folder(args.output)  # fail before reading a large input
-    data = read_any(args.input)
+    # lazy: frames are decoded as the writer asks for them, so a long clip streams
+    data = read_any(args.input, lazy=True, allow_partial=args.allow_partial)
     if not isinstance(data, Cine):
         if args.blackout_text:
             raise UsgenInputError(args.input, "--blackout-text applies to cines, and this is a volume")
@@ -119,8 +170,9 @@ def _add_sheet(sub, common) -> None:
                                    "physical aspect ratio: compare cines side by side.")
     p.add_argument("inputs", type=Path, nargs="+", help="cines (DICOM, video, .seq.nrrd)")
     p.add_argument("--out", type=Path, required=True, help="output .png")
-    p.add_argument("--frames", type=int, default=6, help="frames per row (default 6)")
-    p.add_argument("--height", type=int, default=160, help="tile height in pixels (default 160)")
+    p.add_argument("--frames", type=_int_in(1, 64), default=6, help="frames per row, 1..64 (default 6)")
+    p.add_argument("--height", type=_int_in(8, 2048), default=160, help="tile height in pixels, 8..2048 (default 160)")
+    _add_allow_partial(p)
     p.set_defaults(run=_run_sheet)
 
 
@@ -129,10 +181,8 @@ def _run_sheet(args) -> list[Path]:
 
     if suffix_of(args.out) != ".png":
         raise UsgenInputError(args.out, "a contact sheet is a .png file")
-    if args.frames < 1 or args.height < 8:
-        raise UsgenInputError(None, "--frames must be >= 1 and --height >= 8")
     check_output_folder(args.out)
-    cines = [read_cine(p) for p in args.inputs]
+    cines = [read_cine(p, lazy=True, allow_partial=args.allow_partial) for p in args.inputs]
     labels = [p.name.split(".")[0] for p in args.inputs] if len(cines) > 1 else None
     return [write_contact_sheet(cines, args.out, frames_per_row=args.frames, tile_height=args.height, labels=labels)]
 
@@ -146,18 +196,20 @@ def _add_simulate(sub, common) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--ct", type=Path, help="CT volume (HU) or label map: DICOM series folder, .nrrd, .nii.gz, .mha")
     src.add_argument("--phantom", help="generated phantom: abdomen or fetal")
-    p.add_argument("--seed", type=int, default=0, help="phantom shapes, scatterer texture and ray jitter (default 0)")
+    p.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0,
+                   help="phantom shapes, scatterer texture and ray jitter (default 0)")
     p.add_argument("--probe", choices=["convex", "linear"], default="convex")
     p.add_argument("--quality", choices=["low", "high"], default="low",
                    help="low: 1 ray per scanline, 1 elevational layer; high: 32 rays, 3 layers")
-    p.add_argument("--rays", type=int, help="rays per scanline (overrides --quality's)")
-    p.add_argument("--layers", type=int, help="elevational layers (overrides --quality's)")
+    p.add_argument("--rays", type=_int_in(1, 1024), help="rays per scanline, 1..1024 (overrides --quality's)")
+    p.add_argument("--layers", type=_int_in(1, 64), help="elevational layers, 1..64 (overrides --quality's)")
     p.add_argument("--pose", type=Path, help="probe pose(s): JSON, text 4x4, or a Slicer/ITK .tfm (LPS; see docs)")
-    p.add_argument("--sweep", type=int, default=1, help="frames of a sweep through the pose (default 1)")
-    p.add_argument("--sweep-mm", type=float, default=None,
+    p.add_argument("--sweep", type=_int_in(1, 100_000), default=1, help="frames of a sweep through the pose (default 1)")
+    p.add_argument("--sweep-mm", type=_finite(-10_000, 10_000), default=None,
                    help="sweep translation along the elevation axis, mm (default: 40 or less to stay in the volume)")
-    p.add_argument("--tilt", type=float, default=0.0, help="sweep fan tilt span, degrees (default 0)")
-    p.add_argument("--rotate", type=float, default=0.0, help="sweep rotation span about the probe axis, degrees")
+    p.add_argument("--tilt", type=_finite(-360, 360), default=0.0, help="sweep fan tilt span, degrees (default 0)")
+    p.add_argument("--rotate", type=_finite(-360, 360), default=0.0,
+                   help="sweep rotation span about the probe axis, degrees")
     p.add_argument("--size", default="256x256", help="output frame size HxW (default 256x256)")
     p.add_argument("--hu-offset", default="auto",
                    help="subtracted from CT values to get HU: auto (detects HU+1000 data) or a number")
@@ -166,25 +218,32 @@ def _add_simulate(sub, common) -> None:
 
 
 def _run_simulate(args) -> list[Path]:
-    from USGenLib.io import read_volume
+    from USGenLib.io import check_output_folder, read_volume
+    from USGenLib.limits import check_output_name, probe_writable, require_memory
     from USGenLib.simulation import Simulator, make_phantom, read_poses, sweep_poses
     from USGenLib.simulation.sweep import extent_along
 
     if args.out.exists() and not args.out.is_dir():
         raise UsgenInputError(args.out, "exists and is not a folder")
-    if not args.out.resolve().parent.is_dir():
-        raise UsgenInputError(args.out.resolve().parent, "output folder does not exist")
-    if args.sweep < 1:
-        raise UsgenInputError(None, f"--sweep must be at least 1 frame, got {args.sweep}")
+    # Before simulating: the folder that will hold OUT must exist as written (a/missing/../b does
+    # not, whatever resolve() says) and take new entries (even for root on a read-only mount).
+    check_output_name(args.out)
+    parent = check_output_folder(args.out)
+    probe_writable(args.out if args.out.is_dir() else parent)
     size = parse_size(args.size, 16, 4096)
     try:
         hu_offset = args.hu_offset if args.hu_offset == "auto" else float(args.hu_offset)
     except ValueError:
         raise UsgenInputError(None, f"--hu-offset must be 'auto' or a number, got '{args.hu_offset}'") from None
+    if hu_offset != "auto" and not -10_000 <= hu_offset <= 10_000:
+        raise UsgenInputError(None, f"--hu-offset must be a number in -10000..10000, got '{args.hu_offset}'")
+    # B-mode and labels (1 byte) and attenuation (4 bytes) per pixel and frame, held until written
+    require_memory(None, args.sweep * size[0] * size[1] * 6, f"a sweep of {args.sweep} frames of {size[0]}x{size[1]}")
     volume = read_volume(args.ct) if args.ct else make_phantom(args.phantom, seed=args.seed)
     sim = Simulator(volume, args.probe, args.quality, size=size, seed=args.seed, rays=args.rays, layers=args.layers,
                     hu_offset=hu_offset, source=str(args.ct) if args.ct else None)
     poses = read_poses(args.pose) if args.pose else sim.default_pose()[None]
+    require_memory(args.pose, poses.shape[0] * size[0] * size[1] * 6, f"{poses.shape[0]} frames of {size[0]}x{size[1]}")
     if args.sweep > 1:
         if poses.shape[0] > 1:
             raise UsgenInputError(args.pose, "holds several poses already; give one pose with --sweep")
@@ -220,7 +279,7 @@ def _add_dataset(sub, common) -> None:
                                    "pairs with labels, attenuation and FoV mask). Writes one folder per item and "
                                    "OUT/manifest.csv. Deterministic by --seed; docs/datasets.md describes the layouts.")
     p.add_argument("kind", choices=["cfd", "echo", "enhance"], help="which data set")
-    p.add_argument("--n", type=int, required=True, help="number of items")
+    p.add_argument("--n", type=int, required=True, help="number of items (at most 100000)")
     p.add_argument("--out", type=Path, required=True, help="output folder (must not exist or be empty)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--size", default=None, help="frame size HxW (default 256x256; echo 112x112)")
@@ -295,7 +354,7 @@ def _run_bench_io(args) -> list[Path]:
 # ----------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
-    parser = argparse.ArgumentParser(prog="usgen", description="USGen: generative ultrasound for 3D Slicer.")
+    parser = _Parser(prog="usgen", description="USGen: generative ultrasound for 3D Slicer.")
     parser.add_argument("--version", action="version", version=f"usgen {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_info(sub, common)
@@ -309,16 +368,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(message: str) -> int:
+    print(f"usgen: error: {message}", file=sys.stderr)
+    progress.emit({"error": message})
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsgenInputError as err:
+        return _fail(str(err))
     progress.configure("json" if args.progress_json else "quiet" if args.quiet else "bar")
     try:
-        with stop_signals_raise():
+        # Library warnings (pydicom, numpy, imageio) would add lines around the one error line;
+        # they are recorded and dropped: a problem that matters is raised as UsgenInputError.
+        with stop_signals_raise(), warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            limits.set_memory_budget(limits.parse_memory(args.max_memory))
             outputs = args.run(args)
     except UsgenInputError as err:
-        print(f"usgen: error: {err}", file=sys.stderr)
-        progress.emit({"error": str(err)})
-        return 2
+        return _fail(str(err))
+    except RecursionError:  # deeply nested input (JSON, DICOM sequences) that the parsers recurse into
+        return _fail("input is nested too deeply to read")
     except JobInterrupted as err:  # SIGTERM, SIGHUP: cleaned up like Ctrl-C, exit as the signal would
         print(f"usgen: stopped by {err}", file=sys.stderr)
         return 128 + err.signum

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -15,3 +16,13 @@ class UsgenInputError(Exception):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+@contextmanager
+def refuse_invalid(path: str | Path | None):
+    """Turn the ValueError a Cine or Volume raises for impossible values read from a file (zero
+    spacing, a singular orientation, NaN times) into the one-line UsgenInputError naming that file."""
+    try:
+        yield
+    except ValueError as err:
+        raise UsgenInputError(path, str(err)) from None

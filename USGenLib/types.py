@@ -15,6 +15,10 @@ from typing import Any
 
 import numpy as np
 
+# Physical pixel and voxel sizes outside this range (mm) are corrupt headers, not images: a
+# micrometre-thin voxel beside a kilometre-long one made the simulator allocate gigabytes.
+SPACING_RANGE_MM = (1e-4, 1e4)
+
 
 def _vec3(value, name: str) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64).reshape(-1)
@@ -23,10 +27,20 @@ def _vec3(value, name: str) -> np.ndarray:
     return arr
 
 
+def _spacing(value) -> np.ndarray:
+    arr = _vec3(value, "spacing")
+    lo, hi = SPACING_RANGE_MM
+    if np.any(arr <= 0):
+        raise ValueError(f"spacing must be positive, got {arr.tolist()} mm")
+    if np.any(arr < lo) or np.any(arr > hi):
+        raise ValueError(f"spacing {arr.tolist()} mm lies outside {lo:g}..{hi:g} mm")
+    return arr
+
+
 def _direction(value) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64).reshape(3, 3)
     if not np.all(np.isfinite(arr)) or abs(np.linalg.det(arr)) < 1e-6:
-        raise ValueError(f"direction must be an invertible 3x3 matrix, got {value!r}")
+        raise ValueError(f"direction must be an invertible 3x3 matrix of finite numbers, got {np.round(arr, 6).tolist()}")
     return arr
 
 
@@ -61,9 +75,9 @@ class Cine:
     def __post_init__(self):
         if self.frames.ndim not in (3, 4) or (self.frames.ndim == 4 and self.frames.shape[-1] != 3):
             raise ValueError(f"frames must be (T,H,W) or (T,H,W,3), got shape {self.frames.shape}")
-        self.spacing = _vec3(self.spacing, "spacing")
-        if np.any(self.spacing <= 0):
-            raise ValueError(f"spacing must be positive, got {self.spacing}")
+        if min(self.frames.shape[:3]) < 1:  # nothing to show; writers would emit files without pixels
+            raise ValueError(f"a cine needs at least one frame of at least 1x1 pixels, got {self.frames.shape[:3]} (T, H, W)")
+        self.spacing = _spacing(self.spacing)
         self.origin = _vec3(self.origin, "origin")
         self.direction = _direction(self.direction)
         if self.times is None:
@@ -71,6 +85,8 @@ class Cine:
         self.times = np.asarray(self.times, dtype=np.float64).reshape(-1)
         if self.times.shape != (self.num_frames,):
             raise ValueError(f"times has {self.times.size} values for {self.num_frames} frames")
+        if not np.all(np.isfinite(self.times)) or np.any(np.diff(self.times) <= 0):
+            raise ValueError("frame times must be finite and strictly increasing")
 
     @property
     def num_frames(self) -> int:
@@ -133,9 +149,9 @@ class Volume:
             raise ValueError(f"a volume array must be 3-D (K,J,I), got shape {self.array.shape}")
         if self.kind not in ("ct", "labels"):
             raise ValueError(f"kind must be 'ct' or 'labels', got {self.kind!r}")
-        self.spacing = _vec3(self.spacing, "spacing")
-        if np.any(self.spacing <= 0):
-            raise ValueError(f"spacing must be positive, got {self.spacing}")
+        if min(self.array.shape) < 1:
+            raise ValueError(f"a volume needs at least one voxel along each axis, got shape {self.array.shape}")
+        self.spacing = _spacing(self.spacing)
         self.origin = _vec3(self.origin, "origin")
         self.direction = _direction(self.direction)
 

@@ -27,6 +27,7 @@ from USGenLib.datasets.layouts.manifest import (KINDS, MANIFEST_NAME, assign_spl
 from USGenLib.errors import UsgenInputError
 from USGenLib.io.atomic import atomic_folder, atomic_write_text
 from USGenLib.lifetime import exit_with_parent
+from USGenLib.limits import check_output_name, probe_writable
 
 KIND_CODES = {"cfd": 1, "echo": 2, "enhance": 3}
 DEFAULT_SIZE = {"cfd": (256, 256), "echo": (112, 112), "enhance": (256, 256)}
@@ -34,6 +35,7 @@ DEFAULT_FRAMES = {"cfd": 16, "echo": 32, "enhance": 8}
 MIN_FRAMES = {"cfd": 1, "echo": 8, "enhance": 1}
 VIEWS = ("A4C", "PSAX", "PLAX")
 MIN_SIDE, MAX_SIDE = 32, 1024
+MAX_ITEMS = 100_000
 
 
 @dataclass
@@ -56,10 +58,13 @@ class DatasetRequest:
             raise UsgenInputError(None, f"unknown data-set kind {self.kind!r} (one of {', '.join(KINDS)})")
         if not isinstance(self.n, (int, np.integer)) or self.n < 1:
             raise UsgenInputError(None, f"--n must be a positive number of items, got {self.n}")
+        if self.n > MAX_ITEMS:  # the job list and the pool's futures grow with n
+            raise UsgenInputError(None, f"--n must be at most {MAX_ITEMS} items per run, got {self.n} "
+                                        "(make several data sets with different --seed)")
         if self.seed < 0 or self.seed >= 2 ** 63:
             raise UsgenInputError(None, f"--seed must be a non-negative integer, got {self.seed}")
-        if self.workers < 1:
-            raise UsgenInputError(None, f"--workers must be at least 1, got {self.workers}")
+        if self.workers < 1 or self.workers > 64:
+            raise UsgenInputError(None, f"--workers must be at least 1 and at most 64, got {self.workers}")
         self.size = tuple(int(s) for s in (self.size or DEFAULT_SIZE[self.kind]))
         if len(self.size) != 2 or min(self.size) < MIN_SIDE or max(self.size) > MAX_SIDE:
             raise UsgenInputError(None, f"--size must be HxW with sides {MIN_SIDE}..{MAX_SIDE} pixels, got {self.size}")
@@ -90,6 +95,8 @@ def _check_out(out: Path) -> None:
         raise UsgenInputError(parent, "output folder's parent is not writable")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsgenInputError(out, "already exists and is not an empty folder (choose a new --out)")
+    check_output_name(out)
+    probe_writable(parent)
 
 
 def _jobs(req: DatasetRequest, root: Path) -> list[dict]:

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nrrd
 import numpy as np
 
 from USGenLib.errors import UsgenInputError
 from USGenLib.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text, check_output_folder
 from USGenLib.io.dicom import read_dicom_cine, write_dicom_cine
 from USGenLib.io.plus import is_plus_metaimage, read_plus_sequence, transforms_path, write_transform_sequence
+from USGenLib.io.nrrdbody import read_nrrd_header
 from USGenLib.io.preview import write_contact_sheet, write_gif
 from USGenLib.io.segmentation import read_segmentation, write_segmentation
 from USGenLib.io.seqnrrd import read_seq_nrrd, write_seq_nrrd
 from USGenLib.io.video import VIDEO_SUFFIXES, read_video, write_video
 from USGenLib.io.volume import read_volume, write_volume
+from USGenLib.limits import check_regular
 from USGenLib.types import Cine, Volume
 
 CINE_WRITE_SUFFIXES = (".seq.nrrd", ".nrrd", ".dcm", ".avi", ".mp4", ".gif", ".png")
@@ -46,8 +47,7 @@ def _is_dicom_file(path: Path) -> bool:
 
 
 def _require_file(path: Path) -> None:
-    if not path.exists():
-        raise UsgenInputError(path, "file does not exist")
+    check_regular(path, folder_ok=True)  # FIFOs and devices are refused before anything opens them
     if path.is_file() and path.stat().st_size == 0:
         raise UsgenInputError(path, "file is empty")
 
@@ -61,49 +61,48 @@ def is_volume_input(path: str | Path) -> bool:
     if path.is_dir() or suffix in VOLUME_ONLY_SUFFIXES or suffix in (".seg.nrrd", ".nhdr"):
         return True
     if suffix == ".nrrd":
-        try:
-            header = nrrd.read_header(str(path))
-        except Exception as err:
-            raise UsgenInputError(path, f"not a readable NRRD file ({err})") from err
-        return "list" not in [str(k).lower() for k in header.get("kinds", [])] and int(header["dimension"]) == 3 \
-            and min(int(s) for s in header["sizes"]) > 1 and not str(path).lower().endswith(".seq.nrrd")
+        header, body = read_nrrd_header(path)
+        sizes = body.sizes
+        return "list" not in [str(k).lower() for k in header.get("kinds", [])] and len(sizes) == 3 \
+            and min(sizes) > 1 and not str(path).lower().endswith(".seq.nrrd")
     return False
 
 
-def read_cine(path: str | Path) -> Cine:
+def read_cine(path: str | Path, lazy: bool = False, allow_partial: bool = False) -> Cine:
+    """Read a cine. ``lazy``: frames decoded on demand where the format allows (a FrameSource), so
+    a writer going frame by frame never holds the clip. ``allow_partial``: keep the frames of a
+    truncated video or DICOM that can be read (else such a file is refused)."""
     path = Path(path)
     if path.is_dir():
         raise UsgenInputError(path, "is a folder; a cine is one DICOM file, video or .seq.nrrd")
     _require_file(path)
     suffix = suffix_of(path)
     if suffix in (".seq.nrrd", ".nrrd", ".seq.nhdr", ".nhdr"):
-        return read_seq_nrrd(path)
+        return read_seq_nrrd(path, lazy=lazy)
     if suffix in VIDEO_SUFFIXES:
-        return read_video(path)
+        return read_video(path, lazy=lazy, allow_partial=allow_partial)
     if suffix in (".mha", ".mhd"):
         if not is_plus_metaimage(path):
             raise UsgenInputError(path, "a MetaImage without a list axis or Seq_Frame fields is a volume, not a cine")
         return read_plus_sequence(path)
     if suffix in (".dcm", "", ".dicom") or _is_dicom_file(path):
-        return read_dicom_cine(path)
+        return read_dicom_cine(path, lazy=lazy, allow_partial=allow_partial)
     raise UsgenInputError(path, f"unknown file type '{suffix}' (expected .dcm, .seq.nrrd, .nrrd, .igs.mha, .avi, .mp4)")
 
 
-def read_any(path: str | Path) -> Cine | Volume:
-    """A Volume for volume files and DICOM series folders, else a Cine."""
+def read_any(path: str | Path, lazy: bool = False, allow_partial: bool = False) -> Cine | Volume:
+    """A Volume for volume files and DICOM series folders, else a Cine (see ``read_cine``)."""
     path = Path(path)
-    if not path.exists():
-        raise UsgenInputError(path, "file does not exist")
+    _require_file(path)
     if path.is_dir():
         if not any(path.iterdir()):
             raise UsgenInputError(path, "folder is empty")
         return read_volume(path)
-    _require_file(path)
     if is_volume_input(path):
         if suffix_of(path) == ".seg.nrrd":
             return read_segmentation(path)[0]
         return read_volume(path)
-    return read_cine(path)
+    return read_cine(path, lazy=lazy, allow_partial=allow_partial)
 
 
 def write_cine(cine: Cine, path: str | Path, deidentify: bool = False) -> Path:

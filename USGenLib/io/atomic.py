@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from USGenLib.errors import UsgenInputError
+from USGenLib.limits import check_output_name
 
 _TEMP_NAME = re.compile(r"^\.usgen-(\d+)-[0-9a-f]{8}-")
 
@@ -25,6 +26,7 @@ _TEMP_NAME = re.compile(r"^\.usgen-(\d+)-[0-9a-f]{8}-")
 def check_output_folder(path: str | Path) -> Path:
     """Raise UsgenInputError unless the folder that will hold ``path`` exists and is writable."""
     path = Path(path)
+    check_output_name(path)  # the hidden temporary adds a prefix to the name
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise UsgenInputError(parent, "output folder does not exist")

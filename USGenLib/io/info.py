@@ -7,16 +7,27 @@ from pathlib import Path
 import numpy as np
 
 from USGenLib.cfd.detect import color_flow_fraction, FLOW_FRACTION
-from USGenLib.io import read_any
+from USGenLib.io import read_any, suffix_of
+from USGenLib.io.frames import sample_frames
+from USGenLib.io.video import VIDEO_SUFFIXES, read_video
+from USGenLib.limits import check_regular
 from USGenLib.types import Cine
+
+SAMPLE_FRAMES = 16  # frames decoded for colour-flow detection; the rest of a clip is never decoded
 
 
 def describe(path: str | Path) -> dict:
     """A JSON-ready summary. Cines: frames, height, width, channels, colour model, spacing (mm),
-    frame rate, duration, colour-flow presence. Volumes: size, spacing, value range."""
-    data = read_any(path)
+    frame rate, duration, colour-flow presence. Volumes: size, spacing, value range.
+    A cine is read from its header plus a sample of frames: a video's frame count is then the
+    container's duration x frame rate ("frames_from"), and nothing decodes the whole clip."""
+    path = Path(path)
+    if suffix_of(path) in VIDEO_SUFFIXES:
+        data = read_video(check_regular(path), lazy=True, scan=False)
+    else:
+        data = read_any(path, lazy=True)
     if isinstance(data, Cine):
-        fraction = color_flow_fraction(data.frames) if data.is_rgb else 0.0
+        fraction = color_flow_fraction(sample_frames(data.frames, SAMPLE_FRAMES)) if data.is_rgb else 0.0
         return {
             "path": str(path),
             "type": "cine",
@@ -32,6 +43,7 @@ def describe(path: str | Path) -> dict:
             "fps": None if data.fps is None else round(data.fps, 4),
             "duration_s": round(float(data.times[-1] - data.times[0]), 6),
             "times_from": data.meta.get("times_from", "file"),
+            "frames_from": data.meta.get("frames_from", "file"),
             "origin_mm": [round(float(v), 6) for v in data.origin],
             "has_color_flow": bool(fraction >= FLOW_FRACTION),
             "color_flow_fraction": round(fraction, 5),

@@ -8,9 +8,12 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from USGenLib.errors import UsgenInputError
 from USGenLib.io.atomic import atomic_path
-from USGenLib.io.video import to_uint8
+from USGenLib.io.video import display_window, to_uint8
 from USGenLib.types import Cine
+
+MAX_ASPECT = 64  # a frame wider or taller than this (in mm) is a spacing error, not a picture
 
 
 def _rgb(frame: np.ndarray) -> np.ndarray:
@@ -20,9 +23,9 @@ def _rgb(frame: np.ndarray) -> np.ndarray:
 def write_gif(cine: Cine, path: str | Path, max_frames: int = 120) -> Path:
     """Animated GIF at the cine's frame rate (grey cines keep all 256 levels)."""
     path = Path(path)
-    frames = to_uint8(cine.frames)
     step = max(1, int(np.ceil(cine.num_frames / max_frames)))
-    frames = frames[::step]
+    # the window from the whole clip, then only the frames shown are read (a long clip streams)
+    frames = to_uint8(cine.frames[::step], display_window(cine.frames, cine.meta.get("source")))
     duration_ms = int(round(1000.0 / (cine.fps or 1.0) * step))
     mode = "RGB" if cine.is_rgb else "L"
     images = [Image.fromarray(np.ascontiguousarray(f), mode=mode) for f in frames]
@@ -42,13 +45,19 @@ def contact_sheet(cines: Sequence[Cine], frames_per_row: int = 6, tile_height: i
     font = ImageFont.load_default()
     label_w = 0 if not labels else 110
     for n, cine in enumerate(cines):
-        frames = to_uint8(cine.frames)
+        window = display_window(cine.frames, cine.meta.get("source"))
         idx = np.unique(np.linspace(0, cine.num_frames - 1, min(frames_per_row, cine.num_frames)).astype(int))
         aspect = (cine.width * cine.spacing[0]) / (cine.height * cine.spacing[1])
+        if not 1 / MAX_ASPECT <= aspect <= MAX_ASPECT:
+            raise UsgenInputError(cine.meta.get("source"), f"frames are {aspect:.3g} times as wide as tall in "
+                                                           f"millimetres (spacing {cine.spacing[0]:g} x "
+                                                           f"{cine.spacing[1]:g} mm); a contact sheet shows "
+                                                           f"1:{MAX_ASPECT} to {MAX_ASPECT}:1")
         tile_w = max(1, int(round(tile_height * aspect)))
         tiles = []
         for t in idx:
-            im = Image.fromarray(np.ascontiguousarray(_rgb(frames[t]))).resize((tile_w, tile_height), Image.BILINEAR)
+            frame = to_uint8(cine.frames[int(t)], window)
+            im = Image.fromarray(np.ascontiguousarray(_rgb(frame))).resize((tile_w, tile_height), Image.BILINEAR)
             canvas = Image.new("RGB", (tile_w + 4, tile_height + 16), (24, 24, 24))
             canvas.paste(im, (2, 2))
             ImageDraw.Draw(canvas).text((4, tile_height + 3), f"t={cine.times[t]:.3f}s", fill=(220, 220, 220), font=font)

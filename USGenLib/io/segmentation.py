@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import slicerio
 
+from USGenLib.errors import UsgenInputError, refuse_invalid
 from USGenLib.io.atomic import atomic_path
+from USGenLib.io.nrrdbody import read_nrrd_header, read_pieces
+from USGenLib.limits import require_memory
 from USGenLib.types import Volume
 
 
@@ -33,14 +36,25 @@ def write_segmentation(labels: Volume, path: str | Path, segments: dict[int, tup
 
 
 def read_segmentation(path: str | Path) -> tuple[Volume, dict[int, tuple[str, tuple[float, float, float]]]]:
-    """Read a .seg.nrrd back into a label Volume and its segment table (single-layer files)."""
-    seg = slicerio.read_segmentation(str(path))
+    """Read a .seg.nrrd back into a label Volume and its segment table (single-layer files).
+
+    slicerio reads through pynrrd, which inflates a gzip body whole: the header and body are first
+    checked here (declared size within the file and the budget, no data past it), a frame at a time."""
+    header, body = read_nrrd_header(path)
+    require_memory(path, 3 * body.nbytes, "the segmentation")  # pynrrd's buffer, the array, the label map
+    for _ in read_pieces(body, body.items // body.sizes[-1]):
+        pass
+    try:
+        seg = slicerio.read_segmentation(str(path))
+    except Exception as err:  # slicerio raises KeyError, ValueError... for malformed segment fields
+        raise UsgenInputError(path, f"not a readable segmentation ({type(err).__name__}: {str(err)[:120]})") from None
     voxels = np.asarray(seg["voxels"])
     if voxels.ndim == 4:
-        raise ValueError(f"{path}: overlapping segments (several layers) cannot become one label map")
+        raise UsgenInputError(path, "overlapping segments (several layers) cannot become one label map")
     m = np.asarray(seg["ijkToLPS"], dtype=float)
     spacing = np.linalg.norm(m[:3, :3], axis=0)
-    vol = Volume(array=np.ascontiguousarray(np.transpose(voxels, (2, 1, 0))), spacing=spacing,
-                 origin=m[:3, 3], direction=m[:3, :3] / spacing, kind="labels", meta={"source": str(path)})
+    with refuse_invalid(path):
+        vol = Volume(array=np.ascontiguousarray(np.transpose(voxels, (2, 1, 0))), spacing=spacing,
+                     origin=m[:3, 3], direction=m[:3, :3] / spacing, kind="labels", meta={"source": str(path)})
     table = {int(s["labelValue"]): (s["name"], tuple(float(c) for c in s["color"])) for s in seg["segments"]}
     return vol, table

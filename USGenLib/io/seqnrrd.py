@@ -16,12 +16,14 @@ import queue
 import zlib
 from pathlib import Path
 
-import nrrd
 import numpy as np
 
-from USGenLib.errors import UsgenInputError
+from USGenLib.errors import UsgenInputError, refuse_invalid
 from USGenLib.io.atomic import atomic_path
 from USGenLib.io.plus import frame_field_lines, sequence_meta
+from USGenLib.io.frames import FrameSource
+from USGenLib.io.nrrdbody import read_all, read_nrrd_header, read_pieces
+from USGenLib.limits import require_memory
 from USGenLib.progress import progress
 from USGenLib.types import Cine
 
@@ -138,17 +140,21 @@ def write_seq_nrrd(cine: Cine, path: str | Path, compression_level: int = 1, lab
     return path
 
 
-def _axis_roles(header: dict, path: Path) -> tuple[int | None, int | None, list[int]]:
+def _axis_roles(header: dict, sizes: tuple[int, ...], path: Path) -> tuple[int | None, int | None, list[int]]:
     """(list axis, component axis, spatial axes) in NRRD (fastest-first) axis order."""
-    ndim = int(header["dimension"])
+    ndim = len(sizes)
     kinds = [str(k).lower() for k in header.get("kinds", ["domain"] * ndim)]
+    if len(kinds) != ndim:
+        raise UsgenInputError(path, f"header has {len(kinds)} kinds for {ndim} axes")
     dirs = header.get("space directions")
     has_dir = [True] * ndim
     if dirs is not None:
+        if len(dirs) != ndim:
+            raise UsgenInputError(path, f"header has {len(dirs)} space directions for {ndim} axes")
         has_dir = [bool(np.all(np.isfinite(np.asarray(d, dtype=float)))) for d in dirs]
     list_axis = next((a for a, k in enumerate(kinds) if k == "list"), None)
     comp_axis = next((a for a, k in enumerate(kinds) if k in COLOR_KINDS), None)
-    if comp_axis is None and ndim >= 3 and not has_dir[0] and list_axis != 0 and header["sizes"][0] in (3, 4):
+    if comp_axis is None and ndim >= 3 and not has_dir[0] and list_axis != 0 and sizes[0] in (3, 4):
         comp_axis = 0
     if list_axis is None:
         # A Slicer sequence without kinds: the non-spatial axis that is not the colour axis.
@@ -168,69 +174,106 @@ def _index_values(header: dict, list_axis: int | None) -> list[str] | None:
     return None
 
 
-def read_seq_nrrd(path: str | Path) -> Cine:
-    """Read a Slicer volume sequence (list axis last, current; or first, Sequences extension
-    before Slicer 5.4) or a plain 2-D/3-D NRRD image (its slices become frames)."""
-    path = Path(path)
-    try:
-        data, header = nrrd.read(str(path), index_order="F")
-    except Exception as err:
-        raise UsgenInputError(path, f"not a readable NRRD file ({err})") from err
-    list_axis, comp_axis, spatial = _axis_roles(header, path)
-    ndim = data.ndim
-    if comp_axis is not None and data.shape[comp_axis] not in (1, 3):
-        raise UsgenInputError(path, f"{data.shape[comp_axis]}-component pixels are not supported (grey or RGB only)")
-
-    # Geometry from the spatial axes (pad a 2-D image to 3-D).
+def _geometry(header: dict, spatial: list[int], path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(spacing, origin, direction) in LPS from the spatial axes (a 2-D image padded to 3-D)."""
     dirs = header.get("space directions")
     space = str(header.get("space", LPS)).lower()
-    if dirs is not None:
-        vecs = [np.asarray(dirs[a], dtype=float) for a in spatial]
-        vecs = [np.pad(v, (0, 3 - v.size)) for v in vecs]
-    else:
-        spacings = header.get("spacings")
-        vecs = [np.eye(3)[n] * (float(spacings[a]) if spacings is not None else 1.0) for n, a in enumerate(spatial)]
-    origin = np.zeros(3)
-    if "space origin" in header:
-        o = np.asarray(header["space origin"], dtype=float)
-        origin[: o.size] = o
+    try:
+        if dirs is not None:
+            vecs = [np.asarray(dirs[a], dtype=float).reshape(-1) for a in spatial]
+            vecs = [np.pad(v, (0, 3 - v.size)) if v.size <= 3 else v for v in vecs]
+        else:
+            spacings = header.get("spacings")
+            vecs = [np.eye(3)[n] * (float(spacings[a]) if spacings is not None else 1.0) for n, a in enumerate(spatial)]
+        origin = np.zeros(3)
+        if "space origin" in header:
+            o = np.asarray(header["space origin"], dtype=float).reshape(-1)
+            origin[: o.size] = o[:3]
+    except (ValueError, TypeError, IndexError) as err:
+        raise UsgenInputError(path, f"header geometry is malformed ({err})") from None
+    if any(v.shape != (3,) or not np.all(np.isfinite(v)) for v in vecs):
+        raise UsgenInputError(path, "space directions of the image axes must be finite 3-vectors")
     if len(vecs) == 2:
-        vecs.append(np.cross(vecs[0], vecs[1]) / max(np.linalg.norm(np.cross(vecs[0], vecs[1])), 1e-12))
+        normal = np.cross(vecs[0], vecs[1])
+        vecs.append(normal / max(np.linalg.norm(normal), 1e-12))
     flip = np.array([-1.0, -1.0, 1.0]) if space in (RAS, "ras") else np.ones(3)
     vecs = [v * flip for v in vecs]
-    origin = origin * flip
     spacing = np.array([np.linalg.norm(v) for v in vecs])
+    if np.any(spacing <= 0):
+        raise UsgenInputError(path, f"an image axis has zero spacing (space directions {[v.tolist() for v in vecs]})")
     direction = np.stack([v / s for v, s in zip(vecs, spacing)], axis=1)
+    return spacing, origin * flip, direction
 
-    # Rearrange to (T, k, j, i[, c]) in C order.
-    order = ([list_axis] if list_axis is not None else []) + spatial[::-1] + ([comp_axis] if comp_axis is not None else [])
-    arr = np.transpose(data, order)
-    if list_axis is None:
-        arr = arr[np.newaxis]
-    if len(spatial) == 2:
-        arr = arr[:, np.newaxis]
-    t, k = arr.shape[:2]
+
+def _times(header: dict, list_axis: int | None, t: int) -> tuple[np.ndarray, str]:
+    values = _index_values(header, list_axis)
+    if values is None:
+        return np.arange(t, dtype=float), "none in file: frame indices"
+    try:
+        times = np.array([float(v) for v in values])
+    except ValueError:
+        return np.arange(t, dtype=float), "index values unreadable: frame indices"
+    if times.size != t or not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
+        # NaN, infinite, repeated or a wrong count: the frames still have an order, not usable times
+        return np.arange(t, dtype=float), "index values not finite and increasing: frame indices"
+    return times, "file"
+
+
+def read_seq_nrrd(path: str | Path, lazy: bool = False) -> Cine:
+    """Read a Slicer volume sequence (list axis last, current; or first, Sequences extension
+    before Slicer 5.4) or a plain 2-D/3-D NRRD image (its slices become frames).
+
+    With ``lazy``, a file whose frames are stored one after another (every current layout) gives a
+    Cine whose frames are a FrameSource, decoded one at a time as a writer asks for them."""
+    path = Path(path)
+    header, body = read_nrrd_header(path)
+    sizes = body.sizes
+    list_axis, comp_axis, spatial = _axis_roles(header, sizes, path)
+    ncomp = sizes[comp_axis] if comp_axis is not None else 1
+    if ncomp not in (1, 3):
+        raise UsgenInputError(path, f"{ncomp}-component pixels are not supported (grey or RGB only)")
+    k = sizes[spatial[2]] if len(spatial) == 3 else 1
     if k > 1 and list_axis is not None:
         raise UsgenInputError(path, f"a sequence of 3-D volumes ({k} slices per frame); a cine needs 2-D frames")
-    if k > 1:  # a 3-D image: its slices are the frames (how scanners and PLUS stack cines)
-        arr = arr[0][:, np.newaxis]
-        t = k
-    arr = arr[:, 0]
-    if comp_axis is not None and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    frames = np.ascontiguousarray(arr)
-
-    values = _index_values(header, list_axis)
-    times = None
-    if values is not None and len(values) == t:
-        try:
-            times = np.array([float(v) for v in values])
-        except ValueError:
-            times = None
+    frame_axis = list_axis if list_axis is not None else (spatial[2] if k > 1 else None)
+    t = sizes[frame_axis] if frame_axis is not None else 1
+    h, w = sizes[spatial[1]], sizes[spatial[0]]
+    frame_shape = (h, w, 3) if ncomp == 3 else (h, w)
+    spacing, origin, direction = _geometry(header, spatial, path)
+    times, times_from = _times(header, list_axis, t)
     stamps, tracked = sequence_meta(header, t, path)  # PLUS (.igs.nrrd): Seq_Frame time stamps, transforms
-    if times is None or np.any(np.diff(times) <= 0):
-        times = stamps if stamps is not None else np.arange(t, dtype=float)  # else one unit per frame
-    meta = {"source": str(path), "format": "nrrd",
-            "index_unit": str(header.get("units", [""] * ndim)[list_axis]).strip('"') if list_axis is not None and "units" in header else "",
-            **tracked}
-    return Cine(frames=frames, spacing=spacing, origin=origin, direction=direction, times=times, meta=meta)
+    if times_from != "file" and stamps is not None:
+        times, times_from = stamps, "Seq_Frame time stamps"
+    units = header.get("units")
+    meta = {"source": str(path), "format": "nrrd", "times_from": times_from,
+            "index_unit": str(units[list_axis]).strip('"') if list_axis is not None and units is not None
+            and len(units) == len(sizes) else "", **tracked}
+    streamable = frame_axis in (None, len(sizes) - 1) and comp_axis in (None, 0)
+    if streamable:
+        per_frame = int(np.prod(sizes[:-1])) if frame_axis is not None else body.items
+        dtype = body.dtype.newbyteorder("=")
+
+        def frames():  # NRRD order is fastest-first: one frame's values reversed are (.., j, i[, c])
+            for piece in read_pieces(body, per_frame):
+                yield piece.astype(dtype, copy=False).reshape(h, w, ncomp)[..., 0] if ncomp == 1 \
+                    else piece.astype(dtype, copy=False).reshape(h, w, 3)
+
+        source = FrameSource((t,) + frame_shape, dtype, frames, path)
+        if not lazy:
+            require_memory(path, source.nbytes, "the whole sequence")
+        data = source if lazy else np.ascontiguousarray(np.asarray(source))
+    else:
+        arr = np.transpose(read_all(body), ([list_axis] if list_axis is not None else []) + spatial[::-1]
+                           + ([comp_axis] if comp_axis is not None else []))
+        if list_axis is None:
+            arr = arr[np.newaxis]
+        if len(spatial) == 2:
+            arr = arr[:, np.newaxis]
+        if k > 1:
+            arr = arr[0][:, np.newaxis]
+        arr = arr[:, 0]
+        if comp_axis is not None and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        data = np.ascontiguousarray(arr).astype(body.dtype.newbyteorder("="), copy=False)
+    with refuse_invalid(path):
+        return Cine(frames=data, spacing=spacing, origin=origin, direction=direction, times=times, meta=meta)

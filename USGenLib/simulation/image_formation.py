@@ -39,6 +39,8 @@ from USGenLib.simulation.speckle import ScattererTexture
 from USGenLib.simulation.tissues import WATER
 
 _LN10_10 = math.log(10.0) / 10.0
+# Far beyond the paper's high quality (32 rays, 3 layers); cost and memory grow with their product.
+MAX_RAYS, MAX_LAYERS = 1024, 64
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,9 @@ class Quality:
     name: str = "low"
 
     def validate(self) -> None:
-        if int(self.rays) < 1 or int(self.layers) < 1:
-            raise ValueError(f"rays and layers must be at least 1, got {self.rays} rays, {self.layers} layers")
+        if not (1 <= int(self.rays) <= MAX_RAYS and 1 <= int(self.layers) <= MAX_LAYERS):
+            raise ValueError(f"rays must lie in 1..{MAX_RAYS} and layers in 1..{MAX_LAYERS}, got {self.rays} rays, "
+                             f"{self.layers} layers")
 
 
 QUALITIES = {"low": Quality(1, 1, "low"), "high": Quality(32, 3, "high")}

@@ -19,6 +19,10 @@ from USGenLib.simulation.tissues import TISSUES, WATER, lookup
 from USGenLib.types import Volume
 
 
+# Air is -1000 HU, dense metal about 30,000 HU on extended-scale CT; values far outside are not HU.
+HU_RANGE = (-2000.0, 40000.0)
+
+
 class AcousticMedium:
     """Acoustic property grids of a CT (HU) or label volume, ready for ``grid_sample``.
 
@@ -39,7 +43,14 @@ class AcousticMedium:
             if not np.all(np.isfinite(arr)):
                 raise UsgenInputError(self.source, "CT contains NaN or infinite values")
             self.hu_offset = detect_hu_offset(arr) if hu_offset == "auto" else float(hu_offset)
+            if not np.isfinite(self.hu_offset):
+                raise UsgenInputError(None, f"--hu-offset must be a finite number, got {hu_offset}")
             hu = arr.astype(np.float32) - np.float32(self.hu_offset)
+            lo, hi = float(hu.min()), float(hu.max())
+            if lo < HU_RANGE[0] or hi > HU_RANGE[1]:  # beyond it the property fits overflow into NaN
+                raise UsgenInputError(self.source, f"CT values {lo:g}..{hi:g} HU (after --hu-offset {self.hu_offset:g}) "
+                                                   f"lie outside {HU_RANGE[0]:g}..{HU_RANGE[1]:g} HU: not a CT in "
+                                                   "Hounsfield units (or set --hu-offset)")
             p = hu_to_properties(hu)
             z, alpha, amp, dens = p["impedance"], p["attenuation"], p["scatter_amplitude"], p["scatter_density"]
             labels = hu_to_labels(hu)

@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from USGenLib.errors import UsgenInputError
+from USGenLib.limits import check_regular
 
 RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+MAX_POSE_FILE_BYTES = 16 * 2 ** 20  # ~100,000 poses as text; anything larger is not a pose file
 
 
 def rigid(matrix: np.ndarray, source=None) -> np.ndarray:
@@ -71,8 +73,12 @@ def read_poses(path: str | Path) -> np.ndarray:
         raise UsgenInputError(path, "pose file does not exist")
     if not path.is_file():
         raise UsgenInputError(path, "pose file is not a file")
+    check_regular(path)
+    if path.stat().st_size > MAX_POSE_FILE_BYTES:
+        raise UsgenInputError(path, f"pose file is {path.stat().st_size} bytes; a pose list is at most {MAX_POSE_FILE_BYTES // 2**20} MB")
     suffix = path.suffix.lower()
-    head = path.read_bytes()[:64]
+    with open(path, "rb") as fh:
+        head = fh.read(64)
     if suffix in (".tfm", ".h5", ".hdf5", ".mat") or head.startswith(b"#Insight Transform File"):
         mats = _from_itk(path)
     elif suffix == ".json":
@@ -80,6 +86,8 @@ def read_poses(path: str | Path) -> np.ndarray:
             data = json.loads(path.read_text())
         except (ValueError, UnicodeDecodeError) as err:
             raise UsgenInputError(path, f"not valid JSON ({err})") from err
+        except RecursionError:  # json recurses per nesting level
+            raise UsgenInputError(path, "JSON is nested too deeply to be a pose list") from None
         space = "LPS"
         if isinstance(data, dict):
             space = str(data.get("space", "LPS")).upper()
@@ -88,7 +96,7 @@ def read_poses(path: str | Path) -> np.ndarray:
                 raise UsgenInputError(path, 'JSON pose needs a "matrix" or "matrices" entry')
         try:
             mats = np.asarray(data, dtype=np.float64)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, RecursionError) as err:
             raise UsgenInputError(path, f"pose matrix is not numeric ({err})") from err
         if mats.ndim == 2:
             mats = mats[None]

@@ -120,6 +120,12 @@ class Simulator:
         self.device = torch.device(device) if device is not None else default_device()
         self.source = source or volume.meta.get("source")
         self.medium = AcousticMedium(volume, hu_offset=hu_offset, device=self.device, source=self.source)
+        from USGenLib.limits import require_memory
+
+        # One frame's ray samples: coordinates, properties and echoes, about 64 bytes each
+        # (measured: high quality at 256x256 peaks near that), before any of it is allocated.
+        points = self.quality.rays * self.quality.layers * self.probe.n_scanlines * self.n_samples
+        require_memory(None, points * 64, f"{self.quality.rays} rays x {self.quality.layers} layers per scanline")
         self.renderer = FrameRenderer(self.medium, self.probe, self.quality, h, w, self.n_samples, self.seed, settings)
         self.setup_s = time.perf_counter() - t0
 
@@ -143,7 +149,8 @@ class Simulator:
 
     def _air_gap(self, pose: np.ndarray, threshold_mrayl: float = 0.5) -> float:
         """Depth (mm) of the first voxel on the probe axis whose impedance exceeds ``threshold``."""
-        step = min(0.5, self.medium.min_spacing_mm / 2)
+        # half a voxel, but never finer than 0.01 mm: a micrometre voxel would ask for millions of steps
+        step = max(0.01, min(0.5, self.medium.min_spacing_mm / 2))
         ys = np.arange(0.0, self.probe.depth_mm, step)
         pts = np.stack([np.zeros_like(ys), ys, np.zeros_like(ys), np.ones_like(ys)], -1) @ pose.T
         grid = (pts @ self.medium.lps_to_grid.T)[:, :3]
