@@ -58,6 +58,8 @@ def add_commands(sub, common) -> None:
     ev.add_argument("--split", default="test")
     ev.add_argument("--max-items", type=int, help="evaluate at most this many clips")
     ev.add_argument("--out", type=Path, help="write the figures as JSON here")
+    ev.add_argument("--update-card", action="store_true",
+                    help="add the figures to the weights' model card (<weights>.json and .md)")
     ev.set_defaults(run=_run_eval)
 
 
@@ -90,11 +92,19 @@ def _run_eval(args) -> list[Path]:
     result = evaluate(args.data, weights=args.weights, device=args.device, split=args.split,
                       max_items=args.max_items)
     print(format_eval(result))
+    outputs = []
+    if args.update_card:
+        from USGenLib.cfd.evaluate import card_tables
+        from USGenLib.cfd.remove import load_remover
+        from USGenLib.train.weights import update_card
+
+        command = "usgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        outputs.append(update_card(load_remover(args.weights, "cpu").weights, **card_tables(result, command)))
     if args.out:
         from USGenLib.io import atomic_write_text
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-        return [args.out]
-    return []
+        outputs.append(args.out)
+    return outputs
 
 
 def _run_bench(args) -> list[Path]:

@@ -111,3 +111,33 @@ def format_eval(result: dict) -> str:
                      f"mean {'within' if r['fill_mean_within_ring_p10_p90'] else 'OUTSIDE'}, "
                      f"spread {'within' if r['fill_std_within_half_to_1_5_ring_std'] else 'OUTSIDE'}")
     return "\n".join(lines)
+
+
+STAGE_NAMES = {"input": "no removal (the input's grey)", "coarse": "coarse only", "bridge": "coarse + bridge",
+               "full": "coarse + bridge + refinement", "full_detected_mask": "full pipeline, detected mask"}
+
+
+def card_tables(result: dict, command: str) -> dict:
+    """The evaluation as model-card fields: the ablation and the per-quartile table, real-file checks."""
+    def cell(figs, key):
+        f = figs[key]
+        return f"{f['mean']:.3f} ± {f['std']:.3f}" if "ssim" in key else f"{f['mean']:.2f} ± {f['std']:.2f}"
+
+    ablation = [{"pipeline (ground-truth mask unless said)": STAGE_NAMES[v], "SSIM whole frame": cell(g["all"], "ssim"),
+                 "SSIM in mask box": cell(g["all"], "ssim_mask_box"), "PSNR dB whole": cell(g["all"], "psnr"),
+                 "PSNR dB in mask box": cell(g["all"], "psnr_mask_box")} for v, g in result["table"].items()]
+    quartiles = [{"coverage quartile": f"Q{q}", "clips": result["table"]["full_detected_mask"][str(q)]["ssim"]["n"],
+                  "SSIM whole frame": cell(result["table"]["full_detected_mask"][str(q)], "ssim"),
+                  "SSIM in mask box": cell(result["table"]["full_detected_mask"][str(q)], "ssim_mask_box"),
+                  "coarse + bridge SSIM": cell(result["table"]["bridge"][str(q)], "ssim")}
+                 for q in (1, 2, 3, 4) if result["table"]["full_detected_mask"][str(q)]["ssim"].get("n")]
+    real = [{"file": r["file"], "mask %": round(100 * r["mask_fraction"], 2), "coloured px left": r["coloured_pixels_left"],
+             "changed px outside mask": r["changed_outside_mask"], "fill mean ± sd": f"{r['fill_mean']:.1f} ± {r['fill_std']:.1f}",
+             "tissue ring mean ± sd (p10-p90)": f"{r['ring_mean']:.1f} ± {r['ring_std']:.1f} ({r['ring_p10']:.0f}-{r['ring_p90']:.0f})"}
+            for r in result["real_files"]]
+    return {"figures": {"eval_command": command, "eval_clips": result["clips"], "eval_split": result["split"],
+                        "ssim_whole_frame": result["table"]["full_detected_mask"]["all"]["ssim"]["mean"],
+                        "ssim_mask_box": result["table"]["full_detected_mask"]["all"]["ssim_mask_box"]["mean"]},
+            "tables": {f"Ablation on the {result['split']} split ({result['clips']} clips; `{command}`)": ablation,
+                       "Per coverage quartile (full pipeline, detected mask)": quartiles,
+                       "Real power-Doppler files (pydicom)": real}}

@@ -90,7 +90,7 @@ def remove_color_flow(cine: Cine, remover: Remover, keep_color_text: bool = Fals
         report.update(note="grey input: no colour flow; the B-mode output equals the input",
                       mask_coverage=[0.0] * T, mean_coverage=0.0, regions=[[0, W]],
                       seconds=round(time.perf_counter() - t0, 3))
-        return cine.with_frames(np.asarray(cine.frames)), cine.with_frames(mask_out), report
+        return cine, cine.with_frames(mask_out), report
 
     out = _output_array((T, H, W, 3) if keep_color_text else (T, H, W), scratch)
     sample_idx = np.linspace(0, T - 1, min(T, 16)).astype(int)
@@ -157,7 +157,7 @@ def remove_to_folder(input_path: str | Path, out_dir: str | Path, remover: Remov
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsgenInputError(out_dir, "exists and is not a folder")
-    cine = read_cine(input_path)
+    cine = read_cine(input_path, lazy=True)  # frames decoded window by window
     with atomic_folder(out_dir) as tmp:
         bmode, mask, report = remove_color_flow(cine, remover, keep_color_text, seed, scratch=tmp)
         report["input"] = Path(input_path).name

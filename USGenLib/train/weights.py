@@ -39,6 +39,21 @@ def save_weights(path: str | Path, network: str, state: dict[str, torch.Tensor],
     return path
 
 
+def update_card(path: str | Path, **fields) -> Path:
+    """Merge ``fields`` (figures, tables, sections) into the card of ``path`` and re-render its Markdown:
+    evaluation commands add what they measured to the weights they measured."""
+    path = Path(path)
+    card = path.with_suffix(".json")
+    if not card.is_file():
+        raise UsgenInputError(card, "model card not found beside the weights")
+    record = json.loads(card.read_text())
+    for key, value in fields.items():
+        record[key] = {**record.get(key, {}), **value} if isinstance(value, dict) else value
+    atomic_write_text(card, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(path.with_suffix(".md"), card_markdown(record["network"], record))
+    return card
+
+
 def load_weights(path: str | Path, network: str) -> tuple[dict[str, torch.Tensor], dict]:
     """(state dict, config) from a safetensors file written by ``save_weights`` for ``network``.
 
