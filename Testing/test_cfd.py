@@ -131,3 +131,28 @@ def test_cli_remove_writes_label_sequence_and_report(cfd_tiny_weights, tmp_path,
     assert str(tmp_path) not in json.dumps(report)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["bmode.seq.nrrd", "cfd_mask.seq.nrrd",
                                                                     "report.json"]
+
+
+def test_eval_reports_ablation_quartiles_and_real_files(cfd_tiny_data, cfd_tiny_weights, tmp_path, usgen):
+    card = tmp_path / "w.safetensors"
+    for ext in (".safetensors", ".json", ".md"):
+        card.with_suffix(ext).write_bytes(cfd_tiny_weights.with_suffix(ext).read_bytes())
+    res = usgen("cfd", "eval", "--data", cfd_tiny_data, "--weights", card, "--split", "train", "--max-items", "2",
+                "--out", tmp_path / "eval.json", "--update-card", "--quiet")
+    assert res.code == 0, res.err
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["clips"] == 2 and set(result["table"]) == {"input", "coarse", "bridge", "full", "full_detected_mask"}
+    for figs in result["table"].values():
+        assert 0 < figs["all"]["ssim"]["mean"] <= 1 and figs["all"]["psnr"]["mean"] > 5
+    for real in result["real_files"]:
+        assert real["coloured_pixels_left"] == 0 and real["changed_outside_mask"] == 0
+    assert "Ablation on the train split" in card.with_suffix(".md").read_text()
+    assert "full_detected_mask" in res.out and "examples_rgb_color.dcm" in res.out
+
+
+def test_bench_prints_fps_256_json(cfd_tiny_weights, usgen):
+    res = usgen("bench", "cfd", "--frames", "4", "--weights", cfd_tiny_weights, "--json", "--quiet")
+    assert res.code == 0, res.err
+    result = json.loads(res.out.strip().splitlines()[0])
+    assert result["fps_256"] > 0 and result["frames"] == 4 and result["peak_rss_mb"] > 50
+    assert 0 < result["mask_coverage"] < 0.5

@@ -57,7 +57,8 @@ def add_commands(sub, common) -> None:
     ev.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     ev.add_argument("--split", default="test")
     ev.add_argument("--max-items", type=int, help="evaluate at most this many clips")
-    ev.add_argument("--out", type=Path, help="write the figures as JSON here")
+    ev.add_argument("--out", type=Path, default=Path("cfd_eval.json"),
+                    help="the figures as JSON, per clip too (default cfd_eval.json)")
     ev.add_argument("--update-card", action="store_true",
                     help="add the figures to the weights' model card (<weights>.json and .md)")
     ev.set_defaults(run=_run_eval)
@@ -100,11 +101,10 @@ def _run_eval(args) -> list[Path]:
 
         command = "usgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         outputs.append(update_card(load_remover(args.weights, "cpu").weights, **card_tables(result, command)))
-    if args.out:
-        from USGenLib.io import atomic_write_text
-        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-        outputs.append(args.out)
-    return outputs
+    from USGenLib.io import atomic_write_text
+
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    return outputs + [args.out]
 
 
 def _run_bench(args) -> list[Path]:
