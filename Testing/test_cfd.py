@@ -69,6 +69,16 @@ def test_grey_cine_comes_back_unchanged_with_empty_mask(remover):
     assert "grey input" in report["note"] and report["mean_coverage"] == 0.0
 
 
+def test_colour_text_without_flow_is_not_inpainted(remover):
+    frames = np.repeat(make_cine(frames=3, h=64, w=64).frames[..., None], 3, axis=-1)
+    frames[:, 5:7, 5:30] = (40, 220, 60)  # a green marker line: colour, but no flow
+    bmode, mask, report = remove_color_flow(_geometry_cine(frames), remover)
+    assert not mask.frames.any() and "no colour flow found" in report["note"]
+    assert np.array_equal(bmode.frames, luma(frames))
+    kept, _, _ = remove_color_flow(_geometry_cine(frames), remover, keep_color_text=True)
+    assert np.array_equal(kept.frames, frames)
+
+
 def test_long_clip_streams_in_windows_and_overlaps_blend(remover):
     clip = make_cfd_clip(np.random.default_rng(5), size=(64, 64), frames=30, target_coverage=0.15)
     cine = _geometry_cine(clip.cfd.frames)

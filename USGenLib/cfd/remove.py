@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from USGenLib.cfd.detect import removal_mask
+from USGenLib.cfd.detect import FLOW_FRACTION, color_flow_fraction, removal_mask
 from USGenLib.cfd.frames import (blend_weights, crops_for, display_regions, from_network, luma, temporal_windows,
                                  to_network)
 from USGenLib.cfd.networks import CFDConfig, CFDRemover
@@ -93,6 +93,17 @@ def remove_color_flow(cine: Cine, remover: Remover, keep_color_text: bool = Fals
         return cine, cine.with_frames(mask_out), report
 
     out = _output_array((T, H, W, 3) if keep_color_text else (T, H, W), scratch)
+    flow = color_flow_fraction(cine.frames, max_frames=16)
+    if masks is None and flow < FLOW_FRACTION:
+        # Coloured text, markers or an ECG trace alone are not colour flow: nothing is inpainted.
+        for t in range(T):
+            rgb = np.asarray(cine.frames[t])
+            out[t] = rgb if keep_color_text else luma(rgb[None])[0]
+        report.update(note=f"no colour flow found ({100 * flow:.2f} % colour-flow pixels, below the "
+                           f"{100 * FLOW_FRACTION:.1f} % of `usgen info`): the output is the input's grey image",
+                      mask_coverage=[0.0] * T, mean_coverage=0.0, regions=[[0, W]],
+                      seconds=round(time.perf_counter() - t0, 3))
+        return cine.with_frames(out), cine.with_frames(mask_out), report
     sample_idx = np.linspace(0, T - 1, min(T, 16)).astype(int)
     regions = display_regions(luma(np.asarray(cine.frames[sample_idx])))
     windows = temporal_windows(T, cfg.window, cfg.overlap)
@@ -128,8 +139,6 @@ def remove_color_flow(cine: Cine, remover: Remover, keep_color_text: bool = Fals
     report.update(regions=[list(r) for r in regions], windows=len(windows),
                   mask_coverage=[round(float(c), 5) for c in coverage], mean_coverage=round(float(coverage.mean()), 5),
                   seconds=round(seconds, 3), ms_per_frame=round(1000 * seconds / T, 2))
-    if not mask_out.any():
-        report["note"] = "no colour flow found: the output is the input's grey (luma) image"
     bmode = cine.with_frames(out)
     return bmode, cine.with_frames(mask_out), report
 
