@@ -34,8 +34,8 @@ def test_tiny_config_loss_falls(cfd_tiny_data, tmp_path):
     job = _job(cfd_tiny_data)
     run_loop(job, tmp_path / "run", LoopSettings(steps=24, log_every=1, validate_every=100, checkpoint_every=100),
              Rank(), torch.device("cpu"), {})
-    losses = [r["coarse_l1_mask"] for r in _log(tmp_path / "run") if "coarse_l1_mask" in r]
-    assert len(losses) == CONFIGS["tiny"].coarse_steps
+    coarse = [r["coarse_l1"] for r in _log(tmp_path / "run") if "coarse_l1" in r]
+    assert len(coarse) == CONFIGS["tiny"].coarse_steps
     refine = [r["refine_l1"] for r in _log(tmp_path / "run") if "refine_l1" in r]
     first, last = sum(refine[:5]) / 5, sum(refine[-5:]) / 5
     assert last < 0.8 * first, (first, last)

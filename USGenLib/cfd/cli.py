@@ -36,7 +36,7 @@ def add_commands(sub, common) -> None:
     tr.add_argument("--data", type=Path, required=True, help="a `usgen dataset cfd` folder")
     tr.add_argument("--config", choices=["tiny", "default"], default="default")
     tr.add_argument("--out", type=Path, required=True, help="run folder")
-    tr.add_argument("--steps", type=int, help="total steps (default: the config's coarse steps x 2)")
+    tr.add_argument("--steps", type=int, help="total steps (default: the config's coarse + refinement steps)")
     tr.add_argument("--coarse-steps", type=int, help="steps of the coarse phase (default: the config's)")
     tr.add_argument("--batch", type=int, help="clips per step and process (default: the config's)")
     tr.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")

@@ -7,7 +7,7 @@ Working in grey + mask (not RGB) keeps the networks independent of any vendor's 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +32,8 @@ class CFDConfig:
     crop: int = 96
     batch: int = 4
     lr: float = 2e-4
-    coarse_steps: int = 2000           # coarse network alone, then the refinement GAN with coarse frozen
+    coarse_steps: int = 4000           # coarse network alone, then the refinement GAN with coarse frozen
+    refine_steps: int = 1000
     l1_mask_weight: float = 10.0       # extra L1 inside the mask (the paper's L1-mask term)
     adv_weight: float = 0.05
     fm_weight: float = 1.0             # discriminator feature matching (in place of a perceptual loss)
@@ -44,7 +45,6 @@ class CFDConfig:
     window: int = 16                   # frames per temporal window
     overlap: int = 4                   # frames shared by neighbouring windows (cross-faded)
     margin: int = 16                   # context pixels around the mask's bounding box
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -61,13 +61,14 @@ class CFDConfig:
 
 CONFIGS = {
     "tiny": CFDConfig(name="tiny", coarse_channels=4, refine_channels=(4, 8), disc_channels=4, disc_layers=2,
-                      clip_frames=4, crop=32, batch=2, lr=1e-3, coarse_steps=4, window=8, overlap=2, margin=8),
+                      clip_frames=4, crop=32, batch=2, lr=1e-3, coarse_steps=4, refine_steps=4, window=8, overlap=2, margin=8),
     "default": CFDConfig(),
 }
 
 
 class CoarseNet(nn.Module):
-    """Gated spatio-temporal encoder-decoder: (B, 2, T, H, W) grey+mask -> (B, 1, T, H, W) B-mode in [0, 1].
+    """Gated spatio-temporal encoder-decoder: (B, 2, T, H, W) grey+mask -> (B, 1, T, H, W) B-mode estimate
+    (unbounded; ``composite`` clips it to [0, 1]).
 
     Runs at half the input resolution (H, W multiples of 8): what it restores is structure, which is
     smooth; the bridge and the refinement add the full-resolution texture. Dilated gated convolutions
@@ -92,17 +93,20 @@ class CoarseNet(nn.Module):
         self.decoder = nn.Sequential(
             GatedUp3d(4 * c, 2 * c),
             GatedUp3d(2 * c, c),
-            GatedConv3d(c, 1, 3, temporal_kernel=1, activation=False),
+            # A plain linear output: a gate or sigmoid here can saturate at black, where the
+            # blood-dark targets pull it, and stop learning (seen in training).
+            nn.Conv3d(c, 1, (1, 3, 3), padding=(0, 1, 1)),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         half = F.avg_pool3d(x, (1, 2, 2))
         y = self.decoder(self.context(self.encoder(half)))
-        return torch.sigmoid(F.interpolate(y, scale_factor=(1, 2, 2), mode="trilinear") * 4.0)
+        return F.interpolate(y, scale_factor=(1, 2, 2), mode="trilinear")
 
 
 class RefineNet(nn.Module):
-    """Spatio-temporal encoder-decoder predicting a residual: (B, 2, T, H, W) bridged+mask -> (B, 1, T, H, W).
+    """Spatio-temporal encoder-decoder adding a residual: (B, 2, T, H, W) bridged+mask -> (B, 1, T, H, W)
+    (unbounded; ``composite`` clips it).
 
     A temporal convolution across 3 frames, then MONAI's UNet on every frame: the (2+1)-D
     factorisation of a 3-D encoder-decoder (fast on the CPU, see nets/gated.py). No normalisation
@@ -118,8 +122,7 @@ class RefineNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.temporal(x), 0.2)
-        residual = batch_as_frames(self.unet(frames_as_batch(h)), x.shape[0])
-        return torch.clamp(x[:, :1] + residual, 0.0, 1.0)
+        return x[:, :1] + batch_as_frames(self.unet(frames_as_batch(h)), x.shape[0])
 
 
 def discriminator(config: CFDConfig) -> nn.Module:
@@ -128,8 +131,8 @@ def discriminator(config: CFDConfig) -> nn.Module:
 
 
 def composite(estimate: torch.Tensor, grey: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Known pixels from the input, the estimate only under the mask."""
-    return grey * (1 - mask) + estimate * mask
+    """Known pixels from the input, the estimate (clipped to [0, 1]) only under the mask."""
+    return grey * (1 - mask) + estimate.clamp(0.0, 1.0) * mask
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

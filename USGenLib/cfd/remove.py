@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +64,9 @@ def load_remover(weights: str | Path | None = None, device: str = "auto", stage:
     return Remover(model.to(dev).eval(), config, path, dev, stage, digest)
 
 
-def _output_array(shape: tuple[int, ...], scratch: Path) -> np.ndarray:
-    if int(np.prod(shape)) <= IN_MEMORY_LIMIT:
+def _output_array(shape: tuple[int, ...], scratch: Path | None) -> np.ndarray:
+    """uint8 zeros; memory-mapped in the job's ``scratch`` folder when large."""
+    if scratch is None or int(np.prod(shape)) <= IN_MEMORY_LIMIT:
         return np.zeros(shape, np.uint8)
     return np.lib.format.open_memmap(scratch / f"{len(shape)}d.npy", mode="w+", dtype=np.uint8, shape=shape)
 
@@ -83,12 +83,11 @@ def remove_color_flow(cine: Cine, remover: Remover, keep_color_text: bool = Fals
     t0 = time.perf_counter()
     cfg = remover.config
     T, H, W = cine.num_frames, cine.height, cine.width
-    scratch = Path(scratch or tempfile.gettempdir())
     report = {"frames": T, "height": H, "width": W, **remover.describe()}
     mask_out = _output_array((T, H, W), scratch)
+    unchanged = dict(mask_coverage=[0.0] * T, mean_coverage=0.0, regions=[[0, W]])
     if not cine.is_rgb:
-        report.update(note="grey input: no colour flow; the B-mode output equals the input",
-                      mask_coverage=[0.0] * T, mean_coverage=0.0, regions=[[0, W]],
+        report.update(unchanged, note="grey input: no colour flow; the B-mode output equals the input",
                       seconds=round(time.perf_counter() - t0, 3))
         return cine, cine.with_frames(mask_out), report
 
@@ -99,9 +98,8 @@ def remove_color_flow(cine: Cine, remover: Remover, keep_color_text: bool = Fals
         for t in range(T):
             rgb = np.asarray(cine.frames[t])
             out[t] = rgb if keep_color_text else luma(rgb[None])[0]
-        report.update(note=f"no colour flow found ({100 * flow:.2f} % colour-flow pixels, below the "
-                           f"{100 * FLOW_FRACTION:.1f} % of `usgen info`): the output is the input's grey image",
-                      mask_coverage=[0.0] * T, mean_coverage=0.0, regions=[[0, W]],
+        report.update(unchanged, note=f"no colour flow found ({100 * flow:.2f} % colour-flow pixels, below the "
+                      f"{100 * FLOW_FRACTION:.1f} % of `usgen info`): the output is the input's grey image",
                       seconds=round(time.perf_counter() - t0, 3))
         return cine.with_frames(out), cine.with_frames(mask_out), report
     sample_idx = np.linspace(0, T - 1, min(T, 16)).astype(int)

@@ -181,7 +181,7 @@ def train_cfd(args, command: str) -> list[Path]:
         config = replace(config, coarse_steps=args.coarse_steps)
     if args.batch is not None:
         config = replace(config, batch=args.batch)
-    steps = args.steps if args.steps is not None else 2 * config.coarse_steps
+    steps = args.steps if args.steps is not None else config.coarse_steps + config.refine_steps
     for name, value in (("--steps", steps), ("--batch", config.batch), ("--checkpoint-every", args.checkpoint_every),
                         ("--validate-every", args.validate_every)):
         if value < 1:
