@@ -140,3 +140,17 @@ def test_train_cli_refuses_existing_run_and_non_dataset(cfd_tiny_data, cfd_tiny_
     run = cfd_tiny_weights.parent
     res = usgen("cfd", "train", "--data", cfd_tiny_data, "--config", "tiny", "--out", run, "--steps", "2")
     assert res.code == 2 and "--resume" in res.err
+
+
+def test_free_form_holes_over_tissue():
+    import numpy as np
+
+    from USGenLib.cfd.train import tissue_item
+
+    bmode = torch.rand(1, 8, 64, 64)
+    item = tissue_item({"cfd": torch.zeros(3, 8, 64, 64), "bmode": bmode, "mask": torch.zeros(1, 8, 64, 64)},
+                       np.random.default_rng(1))
+    mask = item["mask"]
+    assert mask.shape == (1, 8, 64, 64) and 0.01 < float(mask.mean()) < 0.5
+    assert torch.equal(item["cfd"][0], bmode[0]) and torch.equal(item["cfd"][2], bmode[0])  # a grey screen
+    assert float((mask[0, 0] != mask[0, -1]).float().mean()) > 0  # the holes move over time

@@ -35,6 +35,7 @@ class CFDConfig:
     coarse_steps: int = 4000           # coarse network alone, then the refinement GAN with coarse frozen
     refine_steps: int = 1000
     l1_mask_weight: float = 10.0       # extra L1 inside the mask (the paper's L1-mask term)
+    free_form: float = 0.3             # share of training clips with free-form holes over tissue
     adv_weight: float = 0.05
     fm_weight: float = 1.0             # discriminator feature matching (in place of a perceptual loss)
     # bridge (post-processing between coarse and refinement)

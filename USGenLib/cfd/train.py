@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 from monai.losses import MaskedLoss, PatchAdversarialLoss
 from torch import nn
 
@@ -46,6 +47,27 @@ def crop_around_mask(item: dict, crop: int, frames: int, rng: np.random.Generato
     y0 = int(np.clip(cy - crop // 2 + rng.integers(-crop // 4, crop // 4 + 1), 0, h - crop))
     x0 = int(np.clip(cx - crop // 2 + rng.integers(-crop // 4, crop // 4 + 1), 0, w - crop))
     return {k: item[k][:, t0:t0 + frames, y0:y0 + crop, x0:x0 + crop] for k in ("cfd", "bmode", "mask")}
+
+
+def free_form_mask(shape: tuple[int, int, int], rng: np.random.Generator) -> torch.Tensor:
+    """(1, T, H, W) float mask of scattered blobs inside an ellipse, slowly changing over time: what
+    power Doppler of small vessels paints over tissue. The data set only puts colour over dark blood;
+    mixing these free-form holes over tissue (as free-form inpainting trains) teaches the networks to
+    fill tissue where the context is tissue."""
+    t, h, w = shape
+    noise = ndimage.gaussian_filter(rng.standard_normal(shape), (1.5, *(2 * [rng.uniform(1.0, 3.0)])))
+    yy, xx = np.mgrid[0:h, 0:w]
+    cy, cx, ry, rx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w, rng.uniform(0.25, 0.45) * h, rng.uniform(0.25, 0.45) * w
+    inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+    level = np.quantile(noise[:, inside], 1 - rng.uniform(0.3, 0.7))
+    return torch.from_numpy((noise > level) & inside[None]).float()[None]
+
+
+def tissue_item(crop: dict, rng: np.random.Generator) -> dict:
+    """A grey screen of the clip's own B-mode with free-form holes over it (see ``free_form_mask``)."""
+    bmode = crop["bmode"]
+    return {"cfd": bmode.expand(3, -1, -1, -1).clone(), "bmode": bmode,
+            "mask": free_form_mask(tuple(bmode.shape[1:]), rng)}
 
 
 class CFDTrainJob:
@@ -83,6 +105,7 @@ class CFDTrainJob:
         picks = torch.multinomial(self.weights, self.config.batch, replacement=True, generator=gen)
         crops = [crop_around_mask(self.train_set[int(i)], self.config.crop, self.config.clip_frames, rng)
                  for i in picks]
+        crops = [tissue_item(c, rng) if rng.random() < self.config.free_form else c for c in crops]
         batch = {k: torch.stack([c[k] for c in crops]) for k in crops[0]}
         batch["noise_seed"] = torch.tensor(int(rng.integers(1 << 62)))
         return batch
