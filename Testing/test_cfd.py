@@ -166,3 +166,12 @@ def test_bench_prints_fps_256_json(cfd_tiny_weights, usgen):
     result = json.loads(res.out.strip().splitlines()[0])
     assert result["fps_256"] > 0 and result["frames"] == 4 and result["peak_rss_mb"] > 50
     assert 0 < result["mask_coverage"] < 0.5
+
+
+def test_a_still_frame_is_filled_like_the_same_frame_in_a_clip(remover):
+    clip = make_cfd_clip(np.random.default_rng(11), size=(64, 64), frames=1, target_coverage=0.2)
+    still = _geometry_cine(clip.cfd.frames)
+    frozen = _geometry_cine(np.repeat(clip.cfd.frames, remover.config.clip_frames, axis=0))
+    a, _, _ = remove_color_flow(still, remover)
+    b, _, _ = remove_color_flow(frozen, remover)
+    assert np.array_equal(a.frames[0], b.frames[0])

@@ -117,8 +117,7 @@ def remove_color_flow(cine: Cine, remover: Remover, keep_color_text: bool = Fals
             for region in regions:
                 scale = cfg.size / max(H, region[1] - region[0])
                 for crop in crops_for(mask, region, scale, cfg.margin):
-                    x = to_network(grey, mask, crop).to(remover.device)
-                    y = remover.model(x, stage=remover.stage, generator=gen)
+                    y = _run(remover, to_network(grey, mask, crop).to(remover.device), gen)
                     fill[:, crop.y0:crop.y1, crop.x0:crop.x1] = from_network(y, crop)
             weights = blend_weights(start, stop, T, cfg.overlap)
             done_until = stop if stop == T else stop - cfg.overlap
@@ -139,6 +138,16 @@ def remove_color_flow(cine: Cine, remover: Remover, keep_color_text: bool = Fals
                   seconds=round(seconds, 3), ms_per_frame=round(1000 * seconds / T, 2))
     bmode = cine.with_frames(out)
     return bmode, cine.with_frames(mask_out), report
+
+
+def _run(remover: Remover, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """The networks on (1, 2, T, h, w). A still image or a clip shorter than the training clips is
+    repeated in time first: alone, a frame's temporal convolutions would see only zero padding,
+    which training never shows them (a single frame came back black)."""
+    n, need = x.shape[2], remover.config.clip_frames
+    if n < need:
+        x = x.repeat(1, 1, -(-need // n), 1, 1)[:, :, :need]
+    return remover.model(x, stage=remover.stage, generator=gen)[:, :, :n]
 
 
 def _finish_frame(t, rgb, grey, mask, fill, out, mask_out, keep_color_text) -> None:
