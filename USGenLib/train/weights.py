@@ -98,6 +98,9 @@ def card_markdown(network: str, record: dict[str, Any]) -> str:
              ("Wall time", record.get("wall_time")), ("Machine", record.get("machine")),
              ("Parameters", record.get("parameters"))]
     lines += ["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in facts if v not in (None, "", "``")]
+    if record.get("figures"):
+        lines += ["", "## Figures", "", "| figure | value |", "| --- | --- |"]
+        lines += [f"| {k} | {_cell(v)} |" for k, v in record["figures"].items()]
     for title, table in record.get("tables", {}).items():
         lines += ["", f"## {title}", ""]
         if table:
