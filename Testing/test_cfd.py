@@ -4,6 +4,7 @@ grey input, the real power-Doppler files, label-map output."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,7 +21,8 @@ from conftest import make_cine
 
 @pytest.fixture(scope="module")
 def remover(cfd_tiny_weights):
-    return load_remover(cfd_tiny_weights, "cpu")
+    """The tiny networks with the colour rule alone (no learned mask), so masks are known exactly."""
+    return replace(load_remover(cfd_tiny_weights, "cpu"), mask_model=None, mask_weights=None)
 
 
 def _geometry_cine(frames: np.ndarray) -> Cine:
@@ -175,3 +177,36 @@ def test_a_still_frame_is_filled_like_the_same_frame_in_a_clip(remover):
     a, _, _ = remove_color_flow(still, remover)
     b, _, _ = remove_color_flow(frozen, remover)
     assert np.array_equal(a.frames[0], b.frames[0])
+
+
+@pytest.fixture(scope="module")
+def tiny_mask_weights(cfd_tiny_data, tmp_path_factory):
+    from USGenLib.cli import main
+
+    run = tmp_path_factory.mktemp("mask_run") / "run"
+    assert main(["cfd", "train", "--network", "mask", "--data", str(cfd_tiny_data), "--config", "tiny",
+                 "--out", str(run), "--steps", "6", "--workers", "0", "--quiet"]) == 0
+    return run / "model.safetensors"
+
+
+def test_learned_mask_adds_only_near_the_colour(cfd_tiny_weights, tiny_mask_weights):
+    from USGenLib.cfd.remove import LEARNED_MARGIN, detect_mask
+
+    remover = load_remover(cfd_tiny_weights, "cpu", mask_weights=tiny_mask_weights)
+    assert remover.mask_model is not None and "learned" in remover.describe()["mask"]
+    clip = make_cfd_clip(np.random.default_rng(4), size=(96, 96), frames=4, target_coverage=0.15)
+    rgb = clip.cfd.frames.copy()
+    rgb[:, 90:93, 2:20] = 200  # grey text far from the colour
+    rule = removal_mask(rgb)
+    mask = detect_mask(rgb, remover)
+    assert np.all(mask[rule])  # the rule's pixels always stay
+    near = np.zeros(rule.shape[1:], bool)  # the boxes around each colour area, grown by the margin
+    for crop in crops_for(rule, (0, 96), 1.0, LEARNED_MARGIN):
+        near[crop.y0:crop.y1, crop.x0:crop.x1] = True
+    assert near.mean() < 1 and not mask[:, ~near].any()  # nothing added away from the colour
+
+
+def test_mask_weights_of_another_network_are_refused(cfd_tiny_weights, usgen, cfd_clip_file, tmp_path):
+    res = usgen("cfd", "remove", cfd_clip_file, tmp_path / "o", "--weights", cfd_tiny_weights,
+                "--mask-weights", cfd_tiny_weights)
+    assert res.code == 2 and "not 'cfd_mask' weights" in res.err and len(res.err.strip().splitlines()) == 1

@@ -21,8 +21,10 @@ def add_commands(sub, common) -> None:
                             description="Writes OUT_DIR/bmode.seq.nrrd (same geometry and frame times as IN), "
                                         "OUT_DIR/cfd_mask.seq.nrrd (a label sequence) and OUT_DIR/report.json.")
     rm.add_argument("input", type=Path, help="colour cine: DICOM, video (.avi .mp4) or .seq.nrrd")
-    rm.add_argument("out_dir", type=Path, help="output folder (created; must not hold a previous result)")
+    rm.add_argument("out_dir", type=Path, help="output folder (created; files of a previous run there are replaced)")
     rm.add_argument("--weights", type=Path, help="weights (.safetensors); default: the bundled ones")
+    rm.add_argument("--mask-weights", type=Path,
+                    help="learned-mask weights; default: the bundled ones (without them: the colour rule alone)")
     rm.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="auto: CUDA when present")
     rm.add_argument("--keep-color-text", action="store_true",
                     help="keep colour outside the CFD mask (text, ECG, markers): the output is then RGB")
@@ -35,6 +37,8 @@ def add_commands(sub, common) -> None:
                                         "checkpoint.pt, log.jsonl and model.safetensors with its model card.")
     tr.add_argument("--data", type=Path, required=True, help="a `usgen dataset cfd` folder")
     tr.add_argument("--config", choices=["tiny", "default"], default="default")
+    tr.add_argument("--network", choices=["remover", "mask"], default="remover",
+                    help="remover: coarse + refinement networks; mask: the learned part of the CFD mask")
     tr.add_argument("--out", type=Path, required=True, help="run folder")
     tr.add_argument("--steps", type=int, help="total steps (default: the config's coarse + refinement steps)")
     tr.add_argument("--coarse-steps", type=int, help="steps of the coarse phase (default: the config's)")
@@ -75,7 +79,7 @@ def add_bench(targets, common) -> None:
 def _run_remove(args) -> list[Path]:
     from USGenLib.cfd.remove import load_remover, remove_to_folder
 
-    remover = load_remover(args.weights, args.device)
+    remover = load_remover(args.weights, args.device, mask_weights=args.mask_weights)
     return remove_to_folder(args.input, args.out_dir, remover, keep_color_text=args.keep_color_text,
                             seed=args.seed)
 

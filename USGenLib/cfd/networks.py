@@ -36,6 +36,9 @@ class CFDConfig:
     refine_steps: int = 1000
     l1_mask_weight: float = 10.0       # extra L1 inside the mask (the paper's L1-mask term)
     free_form: float = 0.3             # share of training clips with free-form holes over tissue
+    # learned mask (the paper's helper U-Net), a network of its own: `usgen cfd train --network mask`
+    mask_channels: tuple[int, ...] = (8, 16, 32)
+    mask_steps: int = 1500
     adv_weight: float = 0.05
     fm_weight: float = 1.0             # discriminator feature matching (in place of a perceptual loss)
     # bridge (post-processing between coarse and refinement)
@@ -50,19 +53,21 @@ class CFDConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["refine_channels"] = list(self.refine_channels)
+        d["mask_channels"] = list(self.mask_channels)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "CFDConfig":
         d = dict(d)
         d["refine_channels"] = tuple(d.get("refine_channels", cls.refine_channels))
+        d["mask_channels"] = tuple(d.get("mask_channels", cls.mask_channels))
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
 CONFIGS = {
     "tiny": CFDConfig(name="tiny", coarse_channels=4, refine_channels=(4, 8), disc_channels=4, disc_layers=2,
-                      clip_frames=4, crop=32, batch=2, lr=1e-3, coarse_steps=4, refine_steps=4, window=8, overlap=2, margin=8),
+                      clip_frames=4, crop=32, batch=2, lr=1e-3, coarse_steps=4, refine_steps=4, mask_channels=(4, 8), mask_steps=4, window=8, overlap=2, margin=8),
     "default": CFDConfig(),
 }
 
@@ -124,6 +129,24 @@ class RefineNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.temporal(x), 0.2)
         return x[:, :1] + batch_as_frames(self.unet(frames_as_batch(h)), x.shape[0])
+
+
+class MaskNet(nn.Module):
+    """The learned part of the CFD mask: (N, 4, H, W) RGB in [0, 1] + the colour rule's mask -> (N, 1, H, W)
+    logits of "replaced by the colour overlay", H and W multiples of 4.
+
+    The colour rule finds every coloured pixel; what it cannot find are the grey parts of an overlay
+    (the colour box outline, grey colour-mode text). A small MONAI UNet per frame learns them from
+    the data set's masks; inference adds its pixels to the rule's near the colour only.
+    """
+
+    def __init__(self, channels: tuple[int, ...] = (8, 16, 32)):
+        super().__init__()
+        self.unet = UNet(spatial_dims=2, in_channels=4, out_channels=1, channels=channels,
+                         strides=[2] * (len(channels) - 1), num_res_units=1, norm=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unet(x)
 
 
 def discriminator(config: CFDConfig) -> nn.Module:

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from USGenLib.cfd.detect import FLOW_FRACTION, color_flow_fraction, removal_mask
 from USGenLib.cfd.frames import (blend_weights, crops_for, display_regions, from_network, luma, temporal_windows,
                                  to_network)
-from USGenLib.cfd.networks import CFDConfig, CFDRemover
+from USGenLib.cfd.networks import CFDConfig, CFDRemover, MaskNet
 from USGenLib.errors import UsgenInputError
 from USGenLib.progress import progress
 from USGenLib.types import Cine
@@ -38,14 +39,19 @@ class Remover:
     device: torch.device
     stage: str = "full"
     sha256: str = ""
+    mask_model: MaskNet | None = None
+    mask_weights: Path | None = None
 
     def describe(self) -> dict:
         return {"weights": self.weights.name, "weights_sha256": self.sha256, "config": self.config.name,
-                "stage": self.stage, "device": str(self.device)}
+                "stage": self.stage, "device": str(self.device),
+                "mask": f"colour rule + learned ({self.mask_weights.name})" if self.mask_model else "colour rule"}
 
 
-def load_remover(weights: str | Path | None = None, device: str = "auto", stage: str = "full") -> Remover:
-    """The bundled default weights unless ``weights`` names a file; one-line errors for bad files."""
+def load_remover(weights: str | Path | None = None, device: str = "auto", stage: str = "full",
+                 mask_weights: str | Path | None = None) -> Remover:
+    """The bundled default weights unless ``weights`` names a file, and the learned mask (bundled unless
+    ``mask_weights`` names a file; the colour rule alone when neither exists); one-line errors for bad files."""
     from USGenLib.train.devices import resolve_device
     from USGenLib.train.weights import bundled_weights, load_state_into, load_weights
 
@@ -61,7 +67,15 @@ def load_remover(weights: str | Path | None = None, device: str = "auto", stage:
     load_state_into(model, state, path)
     dev = resolve_device(device)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return Remover(model.to(dev).eval(), config, path, dev, stage, digest)
+    mask_path = Path(mask_weights) if mask_weights else bundled_weights("cfd", "mask")
+    mask_model = None
+    if mask_weights or mask_path.is_file():
+        mask_state, mask_config = load_weights(mask_path, "cfd_mask")
+        mask_model = MaskNet(tuple(mask_config.get("mask_channels", CFDConfig.mask_channels)))
+        load_state_into(mask_model, mask_state, mask_path)
+        mask_model = mask_model.to(dev).eval()
+    return Remover(model.to(dev).eval(), config, path, dev, stage, digest, mask_model,
+                   mask_path if mask_model else None)
 
 
 def _output_array(shape: tuple[int, ...], scratch: Path | None) -> np.ndarray:
@@ -111,7 +125,7 @@ def remove_color_flow(cine: Cine, remover: Remover, keep_color_text: bool = Fals
     with progress(T, "remove colour", unit="frame") as bar:
         for start, stop in windows:
             rgb = np.asarray(cine.frames[start:stop])
-            mask = removal_mask(rgb) if masks is None else np.asarray(masks[start:stop], bool)
+            mask = detect_mask(rgb, remover) if masks is None else np.asarray(masks[start:stop], bool)
             grey = luma(rgb)
             fill = np.zeros(grey.shape, np.float32)
             for region in regions:
@@ -138,6 +152,29 @@ def remove_color_flow(cine: Cine, remover: Remover, keep_color_text: bool = Fals
                   seconds=round(seconds, 3), ms_per_frame=round(1000 * seconds / T, 2))
     bmode = cine.with_frames(out)
     return bmode, cine.with_frames(mask_out), report
+
+
+LEARNED_MARGIN = 32  # pixels around each colour area's box where the learned mask may add pixels
+
+
+def detect_mask(rgb: np.ndarray, remover: Remover) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, H, W) bool: the colour rule's mask, plus what the learned mask finds
+    (box outlines, grey colour-mode text) inside the bounding boxes of the colour areas grown by
+    LEARNED_MARGIN pixels. Text and markers elsewhere are never touched."""
+    rule = removal_mask(rgb)
+    if remover.mask_model is None or not rule.any():
+        return rule
+    mask = rule.copy()
+    h, w = rule.shape[1:]
+    for crop in crops_for(rule, (0, w), 1.0, LEARNED_MARGIN):
+        rgb_t = torch.from_numpy(np.ascontiguousarray(rgb[:, crop.y0:crop.y1, crop.x0:crop.x1])).float() / 255.0
+        rule_t = torch.from_numpy(np.ascontiguousarray(rule[:, crop.y0:crop.y1, crop.x0:crop.x1])).float()
+        x = torch.cat([rgb_t.permute(0, 3, 1, 2), rule_t[:, None]], 1)
+        ph, pw = -(-x.shape[2] // 4) * 4, -(-x.shape[3] // 4) * 4
+        x = F.pad(x, (0, pw - x.shape[3], 0, ph - x.shape[2]), mode="replicate")
+        learned = remover.mask_model(x.to(remover.device))[:, 0, : rgb_t.shape[1], : rgb_t.shape[2]] > 0
+        mask[:, crop.y0:crop.y1, crop.x0:crop.x1] |= learned.cpu().numpy()
+    return mask
 
 
 def _run(remover: Remover, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

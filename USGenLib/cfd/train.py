@@ -22,6 +22,7 @@ from USGenLib.datasets.torch_datasets import CFDDataset
 from USGenLib.errors import UsgenInputError
 from USGenLib.nets import feature_matching_loss
 from USGenLib.train.devices import autocast
+from USGenLib.nets.gated import frames_as_batch
 from USGenLib.train.distributed import Rank, wrap
 
 GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma: equal to the value on grey pixels
@@ -182,6 +183,90 @@ class CFDTrainJob:
         return {"val_l1": float(np.mean(l1s)), "val_l1_mask": float(np.mean(l1ms)), "val_ssim": float(np.mean(ssims))}
 
 
+def rule_mask_of(cfd: torch.Tensor) -> torch.Tensor:
+    """(3, T, H, W) RGB in [0, 1] -> (1, T, H, W) float: the colour rule's removal mask."""
+    from USGenLib.cfd.detect import removal_mask
+
+    rgb = (cfd.permute(1, 2, 3, 0) * 255).round().to(torch.uint8).numpy()
+    return torch.from_numpy(removal_mask(rgb)).float()[None]
+
+
+def mask_input(cfd: torch.Tensor, rule: torch.Tensor) -> torch.Tensor:
+    """(B, 3, T, H, W) RGB + (B, 1, T, H, W) rule mask -> (B*T, 4, H, W), the mask network's input."""
+    return frames_as_batch(torch.cat([cfd, rule], 1))
+
+
+class MaskTrainJob:
+    """Training job of the learned mask (``usgen cfd train --network mask``): the data set's masks from
+    its colour screens, Dice + cross-entropy (MONAI's DiceCELoss), Adam."""
+
+    def __init__(self, data: str, config: CFDConfig, seed: int, device: torch.device, rank: Rank):
+        from monai.losses import DiceCELoss
+
+        from USGenLib.cfd.networks import MaskNet
+
+        self.config, self.seed, self.device, self.rank = config, seed, device, rank
+        self.train_set = CFDDataset(data, split="train")
+        self.val_set = CFDDataset(data, split="val")
+        self.weights = self.train_set.sampling_weights()
+        torch.manual_seed(seed)
+        self.model = MaskNet(config.mask_channels).to(device)
+        self.net = wrap(self.model, rank, device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.loss = DiceCELoss(sigmoid=True)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"mask": self.model}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"mask": self.opt}
+
+    def make_batch(self, step: int, rank: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step, rank])
+        gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
+        picks = torch.multinomial(self.weights, self.config.batch, replacement=True, generator=gen)
+        crops = [crop_around_mask(self.train_set[int(i)], self.config.crop, self.config.clip_frames, rng)
+                 for i in picks]
+        for c in crops:
+            c["rule"] = rule_mask_of(c["cfd"])
+        return {k: torch.stack([c[k] for c in crops]) for k in ("cfd", "rule", "mask")}
+
+    def train_step(self, batch: dict, step: int) -> dict[str, float]:
+        x = mask_input(batch["cfd"], batch["rule"]).to(self.device)
+        target = frames_as_batch(batch["mask"].float()).to(self.device)
+        with autocast(self.device):
+            logits = self.net(x).float()
+        loss = self.loss(logits, target)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"mask_dice_ce": loss.item()}
+
+    @torch.no_grad()
+    def validate(self, step: int, max_items: int = 16) -> dict[str, float]:
+        """Recall and precision of the ground-truth mask: the rule alone, and the rule with the network."""
+        self.model.eval()
+        hits = {"rule": [0, 0], "learned": [0, 0]}
+        total = 0
+        for i in range(min(max_items, len(self.val_set))):
+            item = crop_around_mask(self.val_set[i], self.config.crop, self.config.clip_frames,
+                                    np.random.default_rng([self.seed, i]))
+            rule = rule_mask_of(item["cfd"])
+            logits = self.model(mask_input(item["cfd"][None], rule[None]).to(self.device))
+            truth = frames_as_batch(item["mask"][None].bool())
+            learned = rule.bool().transpose(0, 1) | (logits.cpu() > 0)
+            for name, pred in (("rule", frames_as_batch(rule[None].bool())), ("learned", learned)):
+                hits[name][0] += int((pred & truth).sum())
+                hits[name][1] += int(pred.sum())
+            total += int(truth.sum())
+        self.model.train()
+        return {f"{k}_{m}": (v[0] / max(total, 1) if m == "recall" else v[0] / max(v[1], 1))
+                for k, v in hits.items() for m in ("recall", "precision")}
+
+
+NETWORKS = {"remover": (CFDTrainJob, "cfd"), "mask": (MaskTrainJob, "cfd_mask")}
+
+
 def _record(history: Path, command: str, resume: bool) -> None:
     history.write_text((history.read_text() if resume and history.exists() else "") + command + "\n")
 
@@ -204,14 +289,16 @@ def train_cfd(args, command: str) -> list[Path]:
         config = replace(config, coarse_steps=args.coarse_steps)
     if args.batch is not None:
         config = replace(config, batch=args.batch)
-    steps = args.steps if args.steps is not None else config.coarse_steps + config.refine_steps
+    job_class, network = NETWORKS[args.network]
+    default_steps = config.mask_steps if args.network == "mask" else config.coarse_steps + config.refine_steps
+    steps = args.steps if args.steps is not None else default_steps
     for name, value in (("--steps", steps), ("--batch", config.batch), ("--checkpoint-every", args.checkpoint_every),
                         ("--validate-every", args.validate_every)):
         if value < 1:
             raise UsgenInputError(None, f"{name} must be at least 1, got {value}")
     rank, device = distributed.setup(args.device)
     try:
-        job = CFDTrainJob(str(args.data), config, args.seed, device, rank)
+        job = job_class(str(args.data), config, args.seed, device, rank)
         settings = LoopSettings(steps=steps, seed=args.seed, checkpoint_every=args.checkpoint_every,
                                 validate_every=args.validate_every, workers=args.workers)
         history = Path(args.out) / "commands.txt"  # every invocation of this run, for the model card
@@ -220,8 +307,8 @@ def train_cfd(args, command: str) -> list[Path]:
         if not rank.is_main:
             return []
         figures = job.validate(steps)
-        out = save_weights(Path(args.out) / "model.safetensors", "cfd", job.model.state_dict(), config.to_dict(), {
-            "title": f"CFD removal ({config.name})",
+        out = save_weights(Path(args.out) / "model.safetensors", network, job.model.state_dict(), config.to_dict(), {
+            "title": f"CFD {'mask' if args.network == 'mask' else 'removal'} ({config.name})",
             "command": " ; then ".join(history.read_text().splitlines()),
             "data": f"{args.data} ({len(job.train_set)} training clips; coverage-quartile weighted sampling)",
             "seed": args.seed, "steps": steps, "coarse_steps": config.coarse_steps,
