@@ -71,8 +71,8 @@ def tissue_item(crop: dict, rng: np.random.Generator) -> dict:
             "mask": free_form_mask(tuple(bmode.shape[1:]), rng)}
 
 
-class CFDTrainJob:
-    """The job the shared loop trains (see USGenLib.train.loop.TrainJob)."""
+class _CFDCrops:
+    """What both CFD training jobs share: the data set's splits and crops drawn for a step."""
 
     def __init__(self, data: str, config: CFDConfig, seed: int, device: torch.device, rank: Rank):
         self.config, self.seed, self.device, self.rank = config, seed, device, rank
@@ -80,6 +80,22 @@ class CFDTrainJob:
         self.val_set = CFDDataset(data, split="val")
         self.weights = self.train_set.sampling_weights()
         torch.manual_seed(seed)  # identical initial weights in every process and every run
+
+    def draw_crops(self, step: int, rank: int) -> tuple[list[dict], np.random.Generator]:
+        """Crops of step ``step``: clips drawn by coverage-quartile weight, from (seed, step, rank); the
+        generator goes on drawing for the job."""
+        rng = np.random.default_rng([self.seed, step, rank])
+        gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
+        picks = torch.multinomial(self.weights, self.config.batch, replacement=True, generator=gen)
+        return [crop_around_mask(self.train_set[int(i)], self.config.crop, self.config.clip_frames, rng)
+                for i in picks], rng
+
+
+class CFDTrainJob(_CFDCrops):
+    """The job the shared loop trains (see USGenLib.train.loop.TrainJob)."""
+
+    def __init__(self, data: str, config: CFDConfig, seed: int, device: torch.device, rank: Rank):
+        super().__init__(data, config, seed, device, rank)
         self.model = CFDRemover(config).to(device)
         self.disc = discriminator(config).to(device)
         self.coarse = wrap(self.model.coarse, rank, device)
@@ -100,12 +116,8 @@ class CFDTrainJob:
         return {"coarse": self.opt_coarse, "refine": self.opt_refine, "disc": self.opt_disc}
 
     def make_batch(self, step: int, rank: int) -> dict[str, torch.Tensor]:
-        """Batch of step ``step``: clips drawn by coverage-quartile weight, cropped, from (seed, step, rank)."""
-        rng = np.random.default_rng([self.seed, step, rank])
-        gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
-        picks = torch.multinomial(self.weights, self.config.batch, replacement=True, generator=gen)
-        crops = [crop_around_mask(self.train_set[int(i)], self.config.crop, self.config.clip_frames, rng)
-                 for i in picks]
+        """Batch of step ``step``: the drawn crops, some turned into free-form holes over tissue."""
+        crops, rng = self.draw_crops(step, rank)
         crops = [tissue_item(c, rng) if rng.random() < self.config.free_form else c for c in crops]
         batch = {k: torch.stack([c[k] for c in crops]) for k in crops[0]}
         batch["noise_seed"] = torch.tensor(int(rng.integers(1 << 62)))
@@ -196,7 +208,7 @@ def mask_input(cfd: torch.Tensor, rule: torch.Tensor) -> torch.Tensor:
     return frames_as_batch(torch.cat([cfd, rule], 1))
 
 
-class MaskTrainJob:
+class MaskTrainJob(_CFDCrops):
     """Training job of the learned mask (``usgen cfd train --network mask``): the data set's masks from
     its colour screens, Dice + cross-entropy (MONAI's DiceCELoss), Adam."""
 
@@ -205,11 +217,7 @@ class MaskTrainJob:
 
         from USGenLib.cfd.networks import MaskNet
 
-        self.config, self.seed, self.device, self.rank = config, seed, device, rank
-        self.train_set = CFDDataset(data, split="train")
-        self.val_set = CFDDataset(data, split="val")
-        self.weights = self.train_set.sampling_weights()
-        torch.manual_seed(seed)
+        super().__init__(data, config, seed, device, rank)
         self.model = MaskNet(config.mask_channels).to(device)
         self.net = wrap(self.model, rank, device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
@@ -222,11 +230,7 @@ class MaskTrainJob:
         return {"mask": self.opt}
 
     def make_batch(self, step: int, rank: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, step, rank])
-        gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
-        picks = torch.multinomial(self.weights, self.config.batch, replacement=True, generator=gen)
-        crops = [crop_around_mask(self.train_set[int(i)], self.config.crop, self.config.clip_frames, rng)
-                 for i in picks]
+        crops, _ = self.draw_crops(step, rank)
         for c in crops:
             c["rule"] = rule_mask_of(c["cfd"])
         return {k: torch.stack([c[k] for c in crops]) for k in ("cfd", "rule", "mask")}
