@@ -18,8 +18,6 @@ import warnings
 from pathlib import Path
 
 from USGenLib import __version__, limits, progress
-from USGenLib.cfd.cli import add_bench as add_cfd_bench
-from USGenLib.cfd.cli import add_commands as add_cfd_commands
 from USGenLib.errors import UsgenInputError
 from USGenLib.lifetime import JobInterrupted, stop_signals_raise
 
@@ -332,6 +330,8 @@ def _add_bench(sub, common) -> None:
     ds.add_argument("--frames", type=int, default=None)
     ds.add_argument("--json", action="store_true", help="print one JSON object")
     ds.set_defaults(run=_run_bench_dataset)
+    from USGenLib.cfd.cli import add_bench as add_cfd_bench  # job packages register their own commands
+
     add_cfd_bench(targets, common)
 
 
@@ -363,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(sub, common)
     _add_demo(sub, common)
     _add_dataset(sub, common)
+    from USGenLib.cfd.cli import add_commands as add_cfd_commands
+
     add_cfd_commands(sub, common)
     _add_bench(sub, common)
     return parser

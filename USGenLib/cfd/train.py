@@ -296,10 +296,6 @@ def train_cfd(args, command: str) -> list[Path]:
     job_class, network = NETWORKS[args.network]
     default_steps = config.mask_steps if args.network == "mask" else config.coarse_steps + config.refine_steps
     steps = args.steps if args.steps is not None else default_steps
-    for name, value in (("--steps", steps), ("--batch", config.batch), ("--checkpoint-every", args.checkpoint_every),
-                        ("--validate-every", args.validate_every)):
-        if value < 1:
-            raise UsgenInputError(None, f"{name} must be at least 1, got {value}")
     rank, device = distributed.setup(args.device)
     try:
         job = job_class(str(args.data), config, args.seed, device, rank)
