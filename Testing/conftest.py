@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from USGenLib.cli import main
-from USGenLib.demo import bundled_dicom
+from USGenLib.io import bundled_dicom
 from USGenLib.types import Cine
 
 

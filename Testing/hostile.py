@@ -67,7 +67,7 @@ def _video(path: Path, frames: int = 40, size=(48, 64), rgb: bool = True) -> Pat
 def build(folder: Path) -> dict[str, Path]:
     """Write every hostile file into ``folder``; {case: path}."""
     import SimpleITK as sitk
-    from USGenLib.demo import bundled_dicom
+    from USGenLib.io import bundled_dicom
 
     folder.mkdir(parents=True, exist_ok=True)
     f: dict[str, Path] = {}

@@ -104,7 +104,7 @@ def test_demo_writes_sequences_previews_and_index(tmp_path, usgen):
     assert np.allclose(low.spacing, high.spacing) and np.allclose(low.origin, high.origin)
     assert "simulation/high_quality.gif" in page and (demo / "simulation" / "labels.gif").exists()
     # CFD removal with the bundled weights: the real lymph node and a synthetic clip with its truth.
-    from USGenLib.cfd.frames import luma
+    from USGenLib.cfd.network_grid import luma
 
     assert "Colour-Doppler removal" in page and "SSIM to the ground truth" in page
     node_in = read_cine(demo / "examples_rgb_color.seq.nrrd")

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import traceback
 import warnings
 from pathlib import Path
 
 from USGenLib import __version__, limits, progress
+from USGenLib.arguments import finite, int_in
+from USGenLib.cfd.cli import add_bench as add_cfd_bench  # job packages register their own commands
+from USGenLib.cfd.cli import add_commands as add_cfd_commands
 from USGenLib.errors import UsgenInputError
 from USGenLib.lifetime import JobInterrupted, stop_signals_raise
 
@@ -41,34 +43,6 @@ def _common() -> argparse.ArgumentParser:
                      help="memory budget, e.g. 8G or 512M (default 8G): inputs and jobs that would need more "
                           "are refused before anything is allocated")
     return common
-
-
-def _int_in(lo: int, hi: int):
-    """An argparse type: a whole number in lo..hi (a one-line error otherwise)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{value} is outside {lo}..{hi}")
-        return value
-    parse.__name__ = "int"
-    return parse
-
-
-def _finite(lo: float, hi: float):
-    """An argparse type: a finite number in lo..hi (inf and nan are refused)."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-        if not math.isfinite(value) or not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{text} is outside {lo:g}..{hi:g}")
-        return value
-    parse.__name__ = "float"
-    return parse
 
 
 def parse_size(text: str, lo: int, hi: int) -> tuple[int, int]:
@@ -168,8 +142,8 @@ def _add_sheet(sub, common) -> None:
                                    "physical aspect ratio: compare cines side by side.")
     p.add_argument("inputs", type=Path, nargs="+", help="cines (DICOM, video, .seq.nrrd)")
     p.add_argument("--out", type=Path, required=True, help="output .png")
-    p.add_argument("--frames", type=_int_in(1, 64), default=6, help="frames per row, 1..64 (default 6)")
-    p.add_argument("--height", type=_int_in(8, 2048), default=160, help="tile height in pixels, 8..2048 (default 160)")
+    p.add_argument("--frames", type=int_in(1, 64), default=6, help="frames per row, 1..64 (default 6)")
+    p.add_argument("--height", type=int_in(8, 2048), default=160, help="tile height in pixels, 8..2048 (default 160)")
     _add_allow_partial(p)
     p.set_defaults(run=_run_sheet)
 
@@ -194,19 +168,19 @@ def _add_simulate(sub, common) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--ct", type=Path, help="CT volume (HU) or label map: DICOM series folder, .nrrd, .nii.gz, .mha")
     src.add_argument("--phantom", help="generated phantom: abdomen or fetal")
-    p.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0,
+    p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0,
                    help="phantom shapes, scatterer texture and ray jitter (default 0)")
     p.add_argument("--probe", choices=["convex", "linear"], default="convex")
     p.add_argument("--quality", choices=["low", "high"], default="low",
                    help="low: 1 ray per scanline, 1 elevational layer; high: 32 rays, 3 layers")
-    p.add_argument("--rays", type=_int_in(1, 1024), help="rays per scanline, 1..1024 (overrides --quality's)")
-    p.add_argument("--layers", type=_int_in(1, 64), help="elevational layers, 1..64 (overrides --quality's)")
+    p.add_argument("--rays", type=int_in(1, 1024), help="rays per scanline, 1..1024 (overrides --quality's)")
+    p.add_argument("--layers", type=int_in(1, 64), help="elevational layers, 1..64 (overrides --quality's)")
     p.add_argument("--pose", type=Path, help="probe pose(s): JSON, text 4x4, or a Slicer/ITK .tfm (LPS; see docs)")
-    p.add_argument("--sweep", type=_int_in(1, 100_000), default=1, help="frames of a sweep through the pose (default 1)")
-    p.add_argument("--sweep-mm", type=_finite(-10_000, 10_000), default=None,
+    p.add_argument("--sweep", type=int_in(1, 100_000), default=1, help="frames of a sweep through the pose (default 1)")
+    p.add_argument("--sweep-mm", type=finite(-10_000, 10_000), default=None,
                    help="sweep translation along the elevation axis, mm (default: 40 or less to stay in the volume)")
-    p.add_argument("--tilt", type=_finite(-360, 360), default=0.0, help="sweep fan tilt span, degrees (default 0)")
-    p.add_argument("--rotate", type=_finite(-360, 360), default=0.0,
+    p.add_argument("--tilt", type=finite(-360, 360), default=0.0, help="sweep fan tilt span, degrees (default 0)")
+    p.add_argument("--rotate", type=finite(-360, 360), default=0.0,
                    help="sweep rotation span about the probe axis, degrees")
     p.add_argument("--size", default="256x256", help="output frame size HxW (default 256x256)")
     p.add_argument("--hu-offset", default="auto",
@@ -330,8 +304,6 @@ def _add_bench(sub, common) -> None:
     ds.add_argument("--frames", type=int, default=None)
     ds.add_argument("--json", action="store_true", help="print one JSON object")
     ds.set_defaults(run=_run_bench_dataset)
-    from USGenLib.cfd.cli import add_bench as add_cfd_bench  # job packages register their own commands
-
     add_cfd_bench(targets, common)
 
 
@@ -363,8 +335,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(sub, common)
     _add_demo(sub, common)
     _add_dataset(sub, common)
-    from USGenLib.cfd.cli import add_commands as add_cfd_commands
-
     add_cfd_commands(sub, common)
     _add_bench(sub, common)
     return parser

@@ -13,31 +13,21 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-import pydicom
 
 from USGenLib.errors import UsgenInputError
-from USGenLib.io import atomic_write_text, read_cine, write_cine, write_contact_sheet
+from USGenLib.io import atomic_write_text, bundled_dicom, read_cine, write_cine, write_contact_sheet
 from USGenLib.io.info import describe
 from USGenLib.progress import track
 from USGenLib.simulation import demo_sweep
 from USGenLib.simulation.tissues import label_colors
 from USGenLib.types import Cine
 
-PYDICOM_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 DEMO_DICOMS = {
     "examples_ybr_color.dcm": "Echocardiogram cine, 30 frames (YBR_FULL_422, JPEG baseline)",
     "examples_rgb_color.dcm": "Power-Doppler lymph node (RGB)",
     "examples_jpeg2k.dcm": "Power-Doppler lymph node (JPEG 2000)",
     "examples_palette.dcm": "Obstetric B-mode (PALETTE COLOR)",
 }
-
-
-def bundled_dicom(name: str) -> Path:
-    """Path of a DICOM shipped inside pydicom's wheel (never downloaded)."""
-    path = PYDICOM_TEST_FILES / name
-    if not path.exists():
-        raise UsgenInputError(path, "pydicom's bundled test file is missing (reinstall pydicom)")
-    return path
 
 
 def _section(title: str, body: str) -> str:

@@ -135,3 +135,10 @@ def probe_writable(folder: str | Path) -> None:
         probe.rmdir()
     except OSError as err:
         raise UsgenInputError(folder, f"output folder is not writable ({err.strerror or err})") from None
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, MB (benchmarks report it)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes

@@ -8,7 +8,6 @@ when present, is timed too (``fps_256_cuda``).
 
 from __future__ import annotations
 
-import resource
 import time
 from dataclasses import replace
 
@@ -18,10 +17,7 @@ import torch
 from USGenLib.cfd.detect import removal_mask
 from USGenLib.cfd.remove import load_remover, remove_color_flow
 from USGenLib.datasets.cfd_scene import make_cfd_clip
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
+from USGenLib.limits import peak_rss_mb
 
 
 def _time_removal(cine, remover, repeats: int = 2) -> float:
@@ -57,7 +53,7 @@ def bench_cfd(frames: int = 64, weights=None, coverage: float = 0.12, seed: int 
         gpu = load_remover(weights, "cuda")
         result["fps_256_cuda"] = round(frames / _time_removal(cine, gpu), 2)
         result["gpu"] = torch.cuda.get_device_name()
-    result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return result
 
 

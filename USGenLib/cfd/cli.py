@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from USGenLib.cli import _int_in
+from USGenLib.arguments import int_in
 from USGenLib.train.devices import DEVICE_CHOICES
 
 
@@ -28,7 +28,7 @@ def add_commands(sub, common) -> None:
     rm.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="auto: CUDA when present")
     rm.add_argument("--keep-color-text", action="store_true",
                     help="keep colour outside the CFD mask (text, ECG, markers): the output is then RGB")
-    rm.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=0, help="speckle injected by the bridge (default 0)")
+    rm.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0, help="speckle injected by the bridge (default 0)")
     rm.set_defaults(run=_run_remove)
 
     tr = actions.add_parser("train", parents=[common], help="train the CFD-removal networks",
@@ -40,15 +40,15 @@ def add_commands(sub, common) -> None:
     tr.add_argument("--network", choices=["remover", "mask"], default="remover",
                     help="remover: coarse + refinement networks; mask: the learned part of the CFD mask")
     tr.add_argument("--out", type=Path, required=True, help="run folder")
-    tr.add_argument("--steps", type=_int_in(1, 10**9), help="total steps (default: the config's coarse + refinement steps)")
-    tr.add_argument("--coarse-steps", type=_int_in(0, 10**9), help="steps of the coarse phase (default: the config's)")
-    tr.add_argument("--batch", type=_int_in(1, 4096), help="clips per step and process (default: the config's)")
+    tr.add_argument("--steps", type=int_in(1, 10**9), help="total steps (default: the config's coarse + refinement steps)")
+    tr.add_argument("--coarse-steps", type=int_in(0, 10**9), help="steps of the coarse phase (default: the config's)")
+    tr.add_argument("--batch", type=int_in(1, 4096), help="clips per step and process (default: the config's)")
     tr.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
-    tr.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=0)
+    tr.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0)
     tr.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    tr.add_argument("--workers", type=_int_in(0, 64), default=1, help="data-loading processes (default 1)")
-    tr.add_argument("--checkpoint-every", type=_int_in(1, 10**9), default=100)
-    tr.add_argument("--validate-every", type=_int_in(1, 10**9), default=500)
+    tr.add_argument("--workers", type=int_in(0, 64), default=1, help="data-loading processes (default 1)")
+    tr.add_argument("--checkpoint-every", type=int_in(1, 10**9), default=100)
+    tr.add_argument("--validate-every", type=int_in(1, 10**9), default=500)
     tr.set_defaults(run=_run_train)
 
     ev = actions.add_parser("eval", parents=[common], help="SSIM and PSNR on the test split, per coverage quartile",
@@ -60,7 +60,7 @@ def add_commands(sub, common) -> None:
     ev.add_argument("--weights", type=Path)
     ev.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     ev.add_argument("--split", default="test")
-    ev.add_argument("--max-items", type=_int_in(1, 10**7), help="evaluate at most this many clips")
+    ev.add_argument("--max-items", type=int_in(1, 10**7), help="evaluate at most this many clips")
     ev.add_argument("--out", type=Path, default=Path("cfd_eval.json"),
                     help="the figures as JSON, per clip too (default cfd_eval.json)")
     ev.add_argument("--update-card", action="store_true",
@@ -70,7 +70,7 @@ def add_commands(sub, common) -> None:
 
 def add_bench(targets, common) -> None:
     b = targets.add_parser("cfd", parents=[common], help="CFD removal frames/s at 256x256 and peak memory")
-    b.add_argument("--frames", type=_int_in(1, 2000), default=64, help="frames of the synthetic 256x256 clip (default 64)")
+    b.add_argument("--frames", type=int_in(1, 2000), default=64, help="frames of the synthetic 256x256 clip (default 64)")
     b.add_argument("--weights", type=Path)
     b.add_argument("--json", action="store_true", help="print one JSON object (key fps_256: the CPU figure)")
     b.set_defaults(run=_run_bench)

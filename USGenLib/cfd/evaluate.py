@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from USGenLib.cfd.frames import luma
+from USGenLib.cfd.network_grid import luma
 from USGenLib.cfd.remove import load_remover, remove_color_flow
 from USGenLib.datasets.torch_datasets import CFDDataset
 from USGenLib.io import read_cine
@@ -68,7 +68,7 @@ def evaluate(data, weights=None, device: str = "auto", split: str = "test", max_
 def real_file_checks(remover) -> list[dict]:
     """pydicom's GE power-Doppler lymph node (RGB and JPEG 2000): colour left, pixels changed outside
     the mask, and the fill's mean and spread against the tissue ring around the mask."""
-    from USGenLib.demo import bundled_dicom
+    from USGenLib.io import bundled_dicom
 
     results = []
     for name in ("examples_rgb_color.dcm", "examples_jpeg2k.dcm"):

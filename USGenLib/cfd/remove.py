@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from USGenLib.cfd.detect import FLOW_FRACTION, color_flow_fraction, removal_mask
-from USGenLib.cfd.frames import (blend_weights, crops_for, display_regions, from_network, luma, temporal_windows,
+from USGenLib.cfd.network_grid import (blend_weights, crops_for, display_regions, from_network, luma, temporal_windows,
                                  to_network)
 from USGenLib.cfd.networks import CFDConfig, CFDRemover, MaskNet
 from USGenLib.errors import UsgenInputError

@@ -9,28 +9,33 @@ colour region (inference crops the same way).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from monai.losses import DiceCELoss, MaskedLoss, PatchAdversarialLoss
 from scipy import ndimage
-from monai.losses import MaskedLoss, PatchAdversarialLoss
 from torch import nn
 
-from USGenLib.cfd.networks import CFDConfig, CFDRemover, bridge, composite, discriminator
+from USGenLib.cfd.detect import removal_mask
+from USGenLib.cfd.network_grid import LUMA_WEIGHTS
+from USGenLib.cfd.networks import CONFIGS, CFDConfig, CFDRemover, MaskNet, bridge, composite, discriminator
+from USGenLib.datasets.layouts.manifest import MANIFEST_NAME
 from USGenLib.datasets.torch_datasets import CFDDataset
 from USGenLib.errors import UsgenInputError
 from USGenLib.nets import feature_matching_loss
-from USGenLib.train.devices import autocast
 from USGenLib.nets.gated import frames_as_batch
+from USGenLib.train import distributed
+from USGenLib.train.devices import autocast, describe_device
 from USGenLib.train.distributed import Rank, wrap
-
-GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma: equal to the value on grey pixels
+from USGenLib.train.loop import LoopSettings, run_loop
+from USGenLib.train.weights import save_weights
 
 
 def network_input(rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B?, 3, T, H, W) RGB in [0, 1] + (.., 1, T, H, W) mask -> (.., 2, T, H, W) grey-with-hole + mask."""
-    w = torch.tensor(GREY_WEIGHTS, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1, 1)
+    w = torch.tensor(LUMA_WEIGHTS, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1, 1)
     grey = (rgb * w).sum(dim=-4, keepdim=True)
     return torch.cat([grey * (1 - mask), mask], dim=-4)
 
@@ -197,8 +202,6 @@ class CFDTrainJob(_CFDCrops):
 
 def rule_mask_of(cfd: torch.Tensor) -> torch.Tensor:
     """(3, T, H, W) RGB in [0, 1] -> (1, T, H, W) float: the colour rule's removal mask."""
-    from USGenLib.cfd.detect import removal_mask
-
     rgb = (cfd.permute(1, 2, 3, 0) * 255).round().to(torch.uint8).numpy()
     return torch.from_numpy(removal_mask(rgb)).float()[None]
 
@@ -213,10 +216,6 @@ class MaskTrainJob(_CFDCrops):
     its colour screens, Dice + cross-entropy (MONAI's DiceCELoss), Adam."""
 
     def __init__(self, data: str, config: CFDConfig, seed: int, device: torch.device, rank: Rank):
-        from monai.losses import DiceCELoss
-
-        from USGenLib.cfd.networks import MaskNet
-
         super().__init__(data, config, seed, device, rank)
         self.model = MaskNet(config.mask_channels).to(device)
         self.net = wrap(self.model, rank, device)
@@ -277,15 +276,6 @@ def _record(history: Path, command: str, resume: bool) -> None:
 
 def train_cfd(args, command: str) -> list[Path]:
     """Run the training job for ``usgen cfd train`` and export RUN_DIR/model.safetensors + card."""
-    from dataclasses import replace
-
-    from USGenLib.cfd.networks import CONFIGS
-    from USGenLib.datasets.layouts.manifest import MANIFEST_NAME
-    from USGenLib.train import distributed
-    from USGenLib.train.weights import save_weights
-    from USGenLib.train.devices import describe_device
-    from USGenLib.train.loop import LoopSettings, run_loop
-
     if not (Path(args.data) / MANIFEST_NAME).is_file():
         raise UsgenInputError(args.data, f"is not a `usgen dataset cfd` folder (no {MANIFEST_NAME})")
     config = CONFIGS[args.config]

@@ -14,7 +14,7 @@ import numpy as np
 
 from USGenLib.errors import UsgenInputError
 from USGenLib.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text, check_output_folder
-from USGenLib.io.dicom import read_dicom_cine, write_dicom_cine
+from USGenLib.io.dicom import bundled_dicom, read_dicom_cine, write_dicom_cine
 from USGenLib.io.plus import is_plus_metaimage, read_plus_sequence, transforms_path, write_transform_sequence
 from USGenLib.io.nrrdbody import read_nrrd_header
 from USGenLib.io.preview import write_contact_sheet, write_gif
@@ -161,6 +161,7 @@ def _label_color(value: int) -> tuple[float, float, float]:
 
 
 __all__ = [
+    "bundled_dicom",
     "atomic_path", "atomic_write_bytes", "atomic_write_text", "check_output_folder", "suffix_of",
     "read_cine", "read_any", "read_volume", "read_video", "read_dicom_cine", "read_seq_nrrd",
     "read_segmentation", "write_cine", "write_any", "write_volume", "write_seq_nrrd", "write_dicom_cine",

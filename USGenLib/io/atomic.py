@@ -91,13 +91,18 @@ def _one_line_errors(path: Path, parent: Path) -> Iterator[None]:
         raise UsgenInputError(path, f"cannot be written ({err.strerror or err})") from err
 
 
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path with the same file name ending as ``path``; rename on success."""
+def _prepare(path: str | Path) -> tuple[Path, Path, Path]:
+    """(path, its checked folder, a fresh temporary name) after sweeping dead writers' temporaries."""
     path = Path(path)
     parent = check_output_folder(path)
     remove_stale_temporaries(parent)
-    tmp = temporary_name(path)
+    return path, parent, temporary_name(path)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path with the same file name ending as ``path``; rename on success."""
+    path, parent, tmp = _prepare(path)
     try:
         with _one_line_errors(path, parent):
             yield tmp
@@ -116,10 +121,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     Into a folder that already holds files (a re-run), they move in one by one, each complete,
     after all were written; the folder's other files are left alone.
     """
-    path = Path(path)
-    parent = check_output_folder(path)
-    remove_stale_temporaries(parent)
-    tmp = temporary_name(path)
+    path, parent, tmp = _prepare(path)
     try:
         with _one_line_errors(path, parent):
             tmp.mkdir()

@@ -457,3 +457,14 @@ def write_dicom_cine(cine: Cine, path: str | Path, deidentify: bool = False) -> 
         ds.PixelData = spool
         ds.save_as(tmp, enforce_file_format=True)
     return path
+
+
+PYDICOM_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def bundled_dicom(name: str) -> Path:
+    """Path of a DICOM shipped inside pydicom's wheel (never downloaded)."""
+    path = PYDICOM_TEST_FILES / name
+    if not path.exists():
+        raise UsgenInputError(path, "pydicom's bundled test file is missing (reinstall pydicom)")
+    return path

@@ -8,16 +8,12 @@ separately: it is paid once per volume and probe.
 
 from __future__ import annotations
 
-import resource
 import time
 
 import torch
 
+from USGenLib.limits import peak_rss_mb
 from USGenLib.progress import progress
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
 
 
 def bench_simulate(volume_size: int = 256, frames_low: int = 60, frames_high: int = 10,
@@ -56,7 +52,7 @@ def bench_simulate(volume_size: int = 256, frames_low: int = 60, frames_high: in
                             "layers": E, "batch": chunk}
             del sim, out
             rep.update(1)
-    result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     result["details"] = details
     result["volume_voxels"] = [n, n, n]
     result["torch_threads"] = torch.get_num_threads()

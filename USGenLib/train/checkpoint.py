@@ -31,8 +31,8 @@ def save_checkpoint(path: str | Path, step: int, modules: dict[str, torch.nn.Mod
 
 
 def load_checkpoint(path: str | Path, modules: dict[str, torch.nn.Module],
-                    optimizers: dict[str, torch.optim.Optimizer]) -> tuple[int, dict]:
-    """Restore modules and optimisers in place; returns (step, config)."""
+                    optimizers: dict[str, torch.optim.Optimizer]) -> int:
+    """Restore modules and optimisers in place; returns the step reached (the config is kept for people)."""
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -42,4 +42,4 @@ def load_checkpoint(path: str | Path, modules: dict[str, torch.nn.Module],
             o.load_state_dict(state["optimizers"][k])
     except (RuntimeError, KeyError, ValueError, EOFError) as err:
         raise UsgenInputError(path, f"is not a checkpoint of this run ({str(err).splitlines()[0]})") from err
-    return int(state["step"]), dict(state["config"])
+    return int(state["step"])

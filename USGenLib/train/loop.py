@@ -102,7 +102,7 @@ def run_loop(job: TrainJob, run_dir: str | Path, settings: LoopSettings, rank: R
     ckpt, log = run_dir / CHECKPOINT_NAME, run_dir / LOG_NAME
     start, before = 0, 0.0
     if resume and ckpt.exists():
-        start, _ = load_checkpoint(ckpt, job.modules(), job.optimizers())
+        start = load_checkpoint(ckpt, job.modules(), job.optimizers())
         if rank.is_main:
             before = _trim_log(log, start)
     elif rank.is_main and log.exists():
