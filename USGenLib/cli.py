@@ -20,8 +20,12 @@ from USGenLib import __version__, limits, progress
 from USGenLib.arguments import finite, int_in
 from USGenLib.cfd.cli import add_bench as add_cfd_bench  # job packages register their own commands
 from USGenLib.cfd.cli import add_commands as add_cfd_commands
+from USGenLib.enhance.cli import add_bench as add_enhance_bench
+from USGenLib.enhance.cli import add_commands as add_enhance_commands
+from USGenLib.enhance.cli import default_action as enhance_default_action
 from USGenLib.errors import UsgenInputError
 from USGenLib.lifetime import JobInterrupted, stop_signals_raise
+from USGenLib.train.devices import DEVICE_CHOICES
 
 MAX_SEED = 2 ** 32 - 1  # numpy and torch seeds; a 23-digit seed overflowed them
 
@@ -171,8 +175,8 @@ def _add_simulate(sub, common) -> None:
     p.add_argument("--seed", type=int_in(0, MAX_SEED), default=0,
                    help="phantom shapes, scatterer texture and ray jitter (default 0)")
     p.add_argument("--probe", choices=["convex", "linear"], default="convex")
-    p.add_argument("--quality", choices=["low", "high"], default="low",
-                   help="low: 1 ray per scanline, 1 elevational layer; high: 32 rays, 3 layers")
+    p.add_argument("--quality", choices=["low", "high"], default=None,
+                   help="low (default): 1 ray per scanline, 1 elevational layer; high: 32 rays, 3 layers")
     p.add_argument("--rays", type=int_in(1, 1024), help="rays per scanline, 1..1024 (overrides --quality's)")
     p.add_argument("--layers", type=int_in(1, 64), help="elevational layers, 1..64 (overrides --quality's)")
     p.add_argument("--pose", type=Path, help="probe pose(s): JSON, text 4x4, or a Slicer/ITK .tfm (LPS; see docs)")
@@ -185,6 +189,10 @@ def _add_simulate(sub, common) -> None:
     p.add_argument("--size", default="256x256", help="output frame size HxW (default 256x256)")
     p.add_argument("--hu-offset", default="auto",
                    help="subtracted from CT values to get HU: auto (detects HU+1000 data) or a number")
+    p.add_argument("--enhance", action="store_true",
+                   help="also run the enhancer on the low-quality simulation: adds OUT/enhanced.seq.nrrd")
+    p.add_argument("--enhance-weights", type=Path, help="enhancer weights (default: the bundled MSA ones)")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="simulator and enhancer (auto: CUDA when present)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.set_defaults(run=_run_simulate)
 
@@ -194,6 +202,7 @@ def _run_simulate(args) -> list[Path]:
     from USGenLib.limits import check_output_name, probe_writable, require_memory
     from USGenLib.simulation import Simulator, make_phantom, read_poses, sweep_poses
     from USGenLib.simulation.sweep import extent_along
+    from USGenLib.train.devices import resolve_device
 
     if args.out.exists() and not args.out.is_dir():
         raise UsgenInputError(args.out, "exists and is not a folder")
@@ -203,6 +212,14 @@ def _run_simulate(args) -> list[Path]:
     parent = check_output_folder(args.out)
     probe_writable(args.out if args.out.is_dir() else parent)
     size = parse_size(args.size, 16, 4096)
+    if args.enhance and (args.quality == "high" or args.rays or args.layers):
+        raise UsgenInputError(None, "--enhance enhances the fast low-quality simulation: drop --quality high, "
+                                    "--rays and --layers")
+    enhancer = None
+    if args.enhance:  # load (and check) the weights before the simulation's work
+        from USGenLib.enhance.apply import load_enhancer
+
+        enhancer = load_enhancer(args.enhance_weights, args.device)
     try:
         hu_offset = args.hu_offset if args.hu_offset == "auto" else float(args.hu_offset)
     except ValueError:
@@ -212,7 +229,8 @@ def _run_simulate(args) -> list[Path]:
     # B-mode and labels (1 byte) and attenuation (4 bytes) per pixel and frame, held until written
     require_memory(None, args.sweep * size[0] * size[1] * 6, f"a sweep of {args.sweep} frames of {size[0]}x{size[1]}")
     volume = read_volume(args.ct) if args.ct else make_phantom(args.phantom, seed=args.seed)
-    sim = Simulator(volume, args.probe, args.quality, size=size, seed=args.seed, rays=args.rays, layers=args.layers,
+    sim = Simulator(volume, args.probe, args.quality or "low", size=size, seed=args.seed, rays=args.rays, layers=args.layers,
+                    device=resolve_device(args.device),
                     hu_offset=hu_offset, source=str(args.ct) if args.ct else None)
     poses = read_poses(args.pose) if args.pose else sim.default_pose()[None]
     require_memory(args.pose, poses.shape[0] * size[0] * size[1] * 6, f"{poses.shape[0]} frames of {size[0]}x{size[1]}")
@@ -224,7 +242,17 @@ def _run_simulate(args) -> list[Path]:
             span = min(40.0, 0.6 * extent_along(volume.index_to_physical(), volume.shape_ijk, poses[0][:3, 2]))
         poses = sweep_poses(poses[0], args.sweep, span_mm=span, tilt_deg=args.tilt, rotate_deg=args.rotate)
     result = sim.simulate(poses, pose_source=args.pose)
-    return result.write(args.out)
+    extra = {}
+    if enhancer is not None:
+        from USGenLib.enhance.apply import enhance_simulation
+        from USGenLib.enhance.inputs import Simulation
+
+        enhanced, report = enhance_simulation(Simulation(result.bmode, result.labels.frames, result.attenuation.frames,
+                                                         result.fov_mask.array.reshape(size) > 0, args.out), enhancer)
+        report.pop("input")
+        result.meta["enhance"] = report
+        extra["enhanced.seq.nrrd"] = enhanced
+    return result.write(args.out, extra)
 
 
 # ----------------------------------------------------------------------------- demo
@@ -305,6 +333,7 @@ def _add_bench(sub, common) -> None:
     ds.add_argument("--json", action="store_true", help="print one JSON object")
     ds.set_defaults(run=_run_bench_dataset)
     add_cfd_bench(targets, common)
+    add_enhance_bench(targets, common)
 
 
 def _run_bench_simulate(args) -> list[Path]:
@@ -336,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub, common)
     _add_dataset(sub, common)
     add_cfd_commands(sub, common)
+    add_enhance_commands(sub, common)
     _add_bench(sub, common)
     return parser
 
@@ -348,7 +378,7 @@ def _fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(enhance_default_action(sys.argv[1:] if argv is None else list(argv)))
     except UsgenInputError as err:
         return _fail(str(err))
     progress.configure("json" if args.progress_json else "quiet" if args.quiet else "bar")

@@ -63,8 +63,9 @@ class SimulationResult:
     meta: dict = field(default_factory=dict)
     envelope: np.ndarray | None = None
 
-    def write(self, out_dir: str | Path) -> list[Path]:
-        """Write the five output files into ``out_dir`` (created if missing) as a whole: into a
+    def write(self, out_dir: str | Path, extra: dict[str, Cine] | None = None) -> list[Path]:
+        """Write the five output files, and ``extra`` cines by file name (the enhanced cine of
+        ``usgen simulate --enhance``), into ``out_dir`` (created if missing) as a whole: into a
         temporary folder renamed into place, so an error or a kill leaves no partial set."""
         from USGenLib.io import atomic_write_text, write_cine, write_volume
         from USGenLib.io.atomic import atomic_folder
@@ -82,9 +83,12 @@ class SimulationResult:
             write_cine(self.labels, tmp / names[1])
             write_cine(self.attenuation, tmp / names[2])
             write_volume(self.fov_mask, tmp / names[3])
+            for name, cine in (extra or {}).items():
+                write_cine(cine, tmp / name)
+            names[-1:-1] = list(extra or {})
             self.meta.setdefault("timing", {})["write_s"] = round(time.perf_counter() - t0, 3)
             self.meta["outputs"] = names
-            atomic_write_text(tmp / names[4], json.dumps(self.meta, indent=1))
+            atomic_write_text(tmp / "meta.json", json.dumps(self.meta, indent=1))
         return [out_dir / name for name in names]
 
 
@@ -261,10 +265,11 @@ def demo_sweep(out_dir: str | Path, seed: int = 0, frames: int = 10) -> list[Pat
 
     out_dir = Path(out_dir) / "simulation"
     out_dir.mkdir(parents=True, exist_ok=True)
-    volume = make_phantom("abdomen", seed=seed, shape=(48, 72, 112))
+    # the enhancement data set's phantom grid and frame size, so the bundled enhancer sees what it learnt on
+    volume = make_phantom("abdomen", seed=seed, shape=(64, 96, 150))
     written: list[Path] = []
     for quality in ("low", "high"):
-        sim = Simulator(volume, "convex", quality, size=(128, 128), seed=seed)
+        sim = Simulator(volume, "convex", quality, size=(256, 256), seed=seed)
         poses = sweep_poses(sim.default_pose(), frames, span_mm=40.0)
         written += sim.simulate(poses, progress_stage=f"demo: simulated sweep ({quality})").write(out_dir / quality)
     return written

@@ -43,3 +43,11 @@ def load_checkpoint(path: str | Path, modules: dict[str, torch.nn.Module],
     except (RuntimeError, KeyError, ValueError, EOFError) as err:
         raise UsgenInputError(path, f"is not a checkpoint of this run ({str(err).splitlines()[0]})") from err
     return int(state["step"])
+
+
+def checkpoint_config(path: str | Path) -> dict:
+    """The config a checkpoint was written with (to refuse resuming it as something else)."""
+    try:
+        return dict(torch.load(path, map_location="cpu", weights_only=True).get("config") or {})
+    except (RuntimeError, ValueError, EOFError, AttributeError) as err:
+        raise UsgenInputError(path, f"is not a readable checkpoint ({str(err).splitlines()[0]})") from err
