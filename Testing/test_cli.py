@@ -103,6 +103,16 @@ def test_demo_writes_sequences_previews_and_index(tmp_path, usgen):
     assert low.frames.shape == high.frames.shape and low.num_frames == 10
     assert np.allclose(low.spacing, high.spacing) and np.allclose(low.origin, high.origin)
     assert "simulation/high_quality.gif" in page and (demo / "simulation" / "labels.gif").exists()
+    # Enhancement with the bundled weights: same geometry, and closer to the high quality than the input.
+    from USGenLib.io import read_volume
+    from USGenLib.metrics import patch_kl, psnr
+
+    enhanced = read_cine(demo / "enhance" / "enhanced.seq.nrrd")
+    assert enhanced.frames.shape == low.frames.shape and np.allclose(enhanced.times, low.times)
+    fov = read_volume(demo / "simulation" / "low" / "fov_mask.nrrd", kind="labels").array.reshape(low.frames.shape[1:]) > 0
+    assert psnr(enhanced.frames, high.frames, fov) > psnr(low.frames, high.frames, fov) + 0.5
+    assert patch_kl(high.frames, enhanced.frames, fov) < 0.75 * patch_kl(high.frames, low.frames, fov)
+    assert "Sim-to-real enhancement" in page
     # CFD removal with the bundled weights: the real lymph node and a synthetic clip with its truth.
     from USGenLib.cfd.network_grid import luma
 

@@ -4,7 +4,8 @@ Converts the real ultrasound DICOMs bundled with pydicom (an echo cine, a power-
 node in RGB and JPEG 2000, a palette-colour obstetric frame) to Slicer sequences with GIF/MP4
 previews and a contact sheet, simulates a short sweep over a generated abdomen phantom at both
 quality levels, removes the colour Doppler from the real power-Doppler file and from a synthetic clip
-with its ground truth (bundled CFD weights), and writes OUT_DIR/index.html showing them. Later
+with its ground truth (bundled CFD weights), enhances the low-quality sweep (bundled pix2pix weights)
+beside the high-quality one, and writes OUT_DIR/index.html showing them. Later
 capabilities add their own section.
 """
 
@@ -93,6 +94,32 @@ def _cfd_section(out_dir: Path) -> tuple[str, list[Path]]:
     return "".join(rows), written
 
 
+def _enhance_section(out_dir: Path) -> tuple[str, list[Path]]:
+    """The demo sweep's low-quality simulation enhanced (bundled MSA weights) beside the high quality."""
+    from USGenLib.enhance.apply import enhance_to_folder, load_enhancer
+    from USGenLib.io import read_volume
+    from USGenLib.metrics import patch_kl, psnr, ssim
+
+    sim = out_dir / "simulation"
+    folder = out_dir / "enhance"
+    written = enhance_to_folder(sim / "low", folder, load_enhancer())
+    low, high = read_cine(sim / "low" / "bmode.seq.nrrd"), read_cine(sim / "high" / "bmode.seq.nrrd")
+    enhanced = read_cine(folder / "enhanced.seq.nrrd")
+    fov = read_volume(sim / "low" / "fov_mask.nrrd", kind="labels").array.reshape(low.height, low.width) > 0
+    sheet = write_contact_sheet([low, enhanced, high], folder / "contact_sheet.png", frames_per_row=5,
+                                labels=["low quality", "USGen enhanced (MSA)", "high quality"])
+    rows = "".join(f"<tr><td>{name}</td><td>{psnr(c.frames, high.frames, fov):.2f}</td>"
+                   f"<td>{ssim(c.frames, high.frames, fov):.3f}</td><td>{patch_kl(high.frames, c.frames, fov):.3f}</td></tr>"
+                   for name, c in (("low quality", low), ("enhanced", enhanced)))
+    body = (f"<p><img src='enhance/{sheet.name}' style='max-width:100%'></p>"
+            "<table><tr><th>against high quality, in the FoV</th><th>PSNR dB</th><th>SSIM</th><th>patch-KL</th></tr>"
+            f"{rows}</table><p>The low-quality sweep above (1 ray per scanline) through the bundled pix2pix enhancer "
+            "with its segmentation and attenuation maps (<code>usgen enhance simulation/low enhance</code>, or "
+            "<code>usgen simulate ... --enhance</code>). Files: <code>enhance/enhanced.seq.nrrd</code>, "
+            "<code>report.json</code>.</p>")
+    return body, written + [sheet]
+
+
 def run_demo(out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -129,10 +156,13 @@ def run_demo(out_dir: str | Path) -> list[Path]:
              "volume sequence with the DICOM's spacing and frame times.</p>")
     sim_html, sim_outputs = _simulation_section(out_dir)
     outputs += sim_outputs
+    enhance_html, enhance_outputs = _enhance_section(out_dir)
+    outputs += enhance_outputs
     cfd_html, cfd_outputs = _cfd_section(out_dir)
     outputs += cfd_outputs
     sections = [_section("Real ultrasound DICOMs (bundled with pydicom)", table),
                 _section("Simulated sweep: abdomen phantom, low and high quality", sim_html),
+                _section("Sim-to-real enhancement: low quality, enhanced, high quality", enhance_html),
                 _section("Colour-Doppler removal", cfd_html)]
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>USGen demo</title>"
             "<style>body{font-family:sans-serif;background:#111;color:#ddd;margin:2em}"

@@ -92,7 +92,8 @@ def enhance_arrays(enhancer: Enhancer, image: np.ndarray, fov: np.ndarray, label
             if dev.type == "cpu":
                 padded = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
                           for k, v in padded.items()}
-            # bf16 on CPUs that have it (AMX / AVX-512 BF16): a few times faster, within 1 grey level
+            # bf16 on CPUs that have it (AMX / AVX-512 BF16): a few times faster; measured against fp32 on
+            # validation frames: mean 0.17, 99th percentile 1, largest 4 grey levels of difference
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=_bf16_ok(dev)):
                 y = enhance_frames(enhancer.model, padded, enhancer.config.variant).float()
             out[s:e] = (y[:, 0, :H, :W].clamp(0, 1) * 255).round().byte().cpu().numpy()

@@ -17,6 +17,7 @@ import torch
 from USGenLib.enhance.networks import VARIANTS, AnatomyNet
 
 METRICS = ("psnr", "ssim", "patch_kl")
+BUNDLED_NAMES = {"M": "M", "MS": "MS", "MSA": "default"}  # Resources/weights/enhance/<name>.safetensors
 BOOTSTRAPS = 20
 CT_SEED = 424242      # the unseen CT: an abdomen phantom seed no data set draws (they draw below 2**31 from their own streams)
 CT_FRAMES = 8
@@ -117,7 +118,7 @@ def _score(outputs: dict[str, np.ndarray], target: np.ndarray, fov_per_frame: np
 def _default_weights() -> list[Path]:
     from USGenLib.train.weights import bundled_weights
 
-    return [bundled_weights("enhance", v) for v in VARIANTS]
+    return [bundled_weights("enhance", BUNDLED_NAMES[v]) for v in VARIANTS]
 
 
 def evaluate(data: str | Path, weights: list[str | Path] | None = None, anatomy_weights: str | Path | None = None,
@@ -191,7 +192,7 @@ def table_rows(table: dict) -> list[dict]:
         fd = figs["frechet"]
         rows.append({"input vs high quality": name, "PSNR dB": _fmt(figs["psnr"], 2), "SSIM": _fmt(figs["ssim"], 3),
                      "patch-KL": _fmt(figs["patch_kl"], 3),
-                     "Frechet distance": f"{fd['value']:.3f} (bootstrap {fd['p5']:.3f}-{fd['p95']:.3f})"})
+                     "Frechet distance": f"{fd['value']:.3g} (bootstrap {fd['p5']:.3g}-{fd['p95']:.3g})"})
     return rows
 
 

@@ -35,7 +35,7 @@ class EnhanceConfig:
     ndf: int = 16                 # discriminator channels at the first layer (pix2pix: 64)
     patch: int = 256              # training crop side (the paper: 512 of 1000x1386 frames)
     batch: int = 4
-    steps: int = 3000
+    steps: int = 2200
     lr: float = 2e-4
     l1_weight: float = 100.0      # lambda of the paper
     dropout: float = 0.5          # pix2pix's noise: the three innermost decoder blocks
@@ -44,7 +44,7 @@ class EnhanceConfig:
     seg_patch: int = 128          # anatomy network's training crop
     nce_weight: float = 1.0       # unpaired: PatchNCE
     anatomy_weight: float = 1.0   # unpaired: segmentation kept by the frozen anatomy network
-    unpaired_steps: int = 2000
+    unpaired_steps: int = 600
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -91,19 +91,23 @@ class RealFrames:
             raise UsgenInputError(folder, f"holds no scans ({', '.join(REAL_SUFFIXES)})")
         self.train: list[np.ndarray] = []
         self.held_out: list[np.ndarray] = []
+        self.by_file: list[list[np.ndarray]] = []  # training frames per file: every file is drawn equally often
         self.files = [p.name for p in files]
         for path in files:
             frames = _resize(_read_grey_frames(path), short_side)
-            for i, frame in enumerate(frames):
-                (self.held_out if len(frames) > 1 and i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 else self.train).append(frame)
+            held = [len(frames) > 1 and i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 for i in range(len(frames))]
+            self.held_out += [f for f, h in zip(frames, held) if h]
+            self.by_file.append([f for f, h in zip(frames, held) if not h])
+            self.train += self.by_file[-1]
 
     def crops(self, rng: np.random.Generator, batch: int, size: int, frames: list[np.ndarray] | None = None
               ) -> torch.Tensor:
-        """(batch, 1, size, size) in [0, 1]: random frames, crops centred on image pixels, mirrored at random."""
-        frames = self.train if frames is None else frames
+        """(batch, 1, size, size) in [0, 1]: random frames (of ``frames``, or of a file drawn uniformly,
+        so one long cine does not outweigh single frames), crops centred on image pixels, mirrored at random."""
         out = np.zeros((batch, size, size), np.float32)
         for b in range(batch):
-            f = frames[int(rng.integers(0, len(frames)))]
+            pool = frames if frames is not None else self.by_file[int(rng.integers(0, len(self.by_file)))]
+            f = pool[int(rng.integers(0, len(pool)))]
             out[b] = random_crop(f, rng, size) / 255.0
             if rng.random() < 0.5:
                 out[b] = out[b, :, ::-1]
