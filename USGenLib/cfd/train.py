@@ -29,7 +29,7 @@ from USGenLib.nets.gated import frames_as_batch
 from USGenLib.train import distributed
 from USGenLib.train.devices import autocast, describe_device
 from USGenLib.train.distributed import Rank, wrap
-from USGenLib.train.loop import LoopSettings, run_loop
+from USGenLib.train.loop import LoopSettings, record_command, recorded_commands, run_loop
 from USGenLib.train.weights import save_weights
 
 
@@ -270,10 +270,6 @@ class MaskTrainJob(_CFDCrops):
 NETWORKS = {"remover": (CFDTrainJob, "cfd"), "mask": (MaskTrainJob, "cfd_mask")}
 
 
-def _record(history: Path, command: str, resume: bool) -> None:
-    history.write_text((history.read_text() if resume and history.exists() else "") + command + "\n")
-
-
 def train_cfd(args, command: str) -> list[Path]:
     """Run the training job for ``usgen cfd train`` and export RUN_DIR/model.safetensors + card."""
     if not (Path(args.data) / MANIFEST_NAME).is_file():
@@ -291,15 +287,14 @@ def train_cfd(args, command: str) -> list[Path]:
         job = job_class(str(args.data), config, args.seed, device, rank)
         settings = LoopSettings(steps=steps, seed=args.seed, checkpoint_every=args.checkpoint_every,
                                 validate_every=args.validate_every, workers=args.workers)
-        history = Path(args.out) / "commands.txt"  # every invocation of this run, for the model card
         summary = run_loop(job, args.out, settings, rank, device, config.to_dict(), resume=args.resume,
-                           on_start=lambda: _record(history, command, args.resume))
+                           on_start=lambda: record_command(args.out, command, args.resume))
         if not rank.is_main:
             return []
         figures = job.validate(steps)
         out = save_weights(Path(args.out) / "model.safetensors", network, job.model.state_dict(), config.to_dict(), {
             "title": f"CFD {'mask' if args.network == 'mask' else 'removal'} ({config.name})",
-            "command": " ; then ".join(history.read_text().splitlines()),
+            "command": recorded_commands(args.out),
             "data": f"{args.data} ({len(job.train_set)} training clips; coverage-quartile weighted sampling)",
             "seed": args.seed, "steps": steps, "coarse_steps": config.coarse_steps,
             "processes": rank.world_size,

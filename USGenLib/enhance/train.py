@@ -24,7 +24,7 @@ from USGenLib.errors import UsgenInputError
 from USGenLib.train import distributed
 from USGenLib.train.devices import autocast, describe_device
 from USGenLib.train.distributed import Rank, wrap
-from USGenLib.train.loop import LoopSettings, run_loop
+from USGenLib.train.loop import LoopSettings, record_command, recorded_commands, run_loop
 from USGenLib.train.weights import save_weights
 
 VALIDATION_FRAMES = 16
@@ -174,10 +174,6 @@ class AnatomyJob(FramesJob):
         return figures
 
 
-def _record(history: Path, command: str, resume: bool) -> None:
-    history.write_text((history.read_text() if resume and history.exists() else "") + command + "\n")
-
-
 def _check_resume(run_dir: Path, resume: bool, config: EnhanceConfig, job_class) -> None:
     """A resumed run must be the same network, variant and config as the checkpoint (one-line error)."""
     from USGenLib.train.checkpoint import CHECKPOINT_NAME, checkpoint_config
@@ -223,10 +219,9 @@ def train_enhance(args, command: str) -> list[Path]:
         load_s = time.perf_counter() - t0
         settings = LoopSettings(steps=steps, seed=args.seed, checkpoint_every=args.checkpoint_every,
                                 validate_every=args.validate_every, workers=0)
-        history = Path(args.out) / "commands.txt"  # every invocation of this run, for the model card
         record = {**config.to_dict(), "mode": getattr(job, "mode", "paired")}
         summary = run_loop(job, args.out, settings, rank, device, record, resume=args.resume,
-                           on_start=lambda: _record(history, command, args.resume))
+                           on_start=lambda: record_command(args.out, command, args.resume))
         if not rank.is_main:
             return []
         figures = job.validate(steps)
@@ -236,7 +231,7 @@ def train_enhance(args, command: str) -> list[Path]:
             job.network, f"Sim-to-real enhancement, variant {config.variant}, {record['mode']} ({config.name})")
         out = save_weights(Path(args.out) / "model.safetensors", job.network, job.model.state_dict(), record, {
             "title": title,
-            "command": " ; then ".join(history.read_text().splitlines()),
+            "command": recorded_commands(args.out),
             "data": f"{args.data} ({len(job.train_set)} training frames of "
                     f"{len(set(job.train_set.item.tolist()))} simulated sweeps){job.data_note()}",
             "seed": args.seed, "steps": steps, "processes": rank.world_size,

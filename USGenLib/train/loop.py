@@ -28,6 +28,7 @@ from USGenLib.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_che
 from USGenLib.train.distributed import Rank
 
 LOG_NAME = "log.jsonl"
+COMMANDS_NAME = "commands.txt"   # every invocation of a run, for its model card
 
 
 class TrainJob(Protocol):
@@ -59,6 +60,17 @@ class _StepBatches(Dataset):
 
     def __len__(self) -> int:  # only the sampler's range matters
         return 1 << 62
+
+
+def record_command(run_dir: str | Path, command: str, resume: bool) -> None:
+    """Add ``command`` to RUN_DIR/commands.txt (started afresh unless the run is resumed)."""
+    history = Path(run_dir) / COMMANDS_NAME
+    history.write_text((history.read_text() if resume and history.exists() else "") + command + "\n")
+
+
+def recorded_commands(run_dir: str | Path) -> str:
+    """The run's invocations in order, as the model card's command line."""
+    return " ; then ".join((Path(run_dir) / COMMANDS_NAME).read_text().splitlines())
 
 
 def prepare_run_dir(run_dir: Path, resume: bool) -> None:
