@@ -14,7 +14,7 @@ import pytest
 import slicerio
 
 from conftest import make_cine
-from USGenLib.io import write_cine
+from USGenLib.io import write_cine, write_seq_nrrd
 
 
 def header_lines(path) -> list[str]:
@@ -78,3 +78,14 @@ def test_header_agrees_with_slicerio_writer(tmp_path, rgb):
     vol = slicerio.read_volume(str(tmp_path / "ours.seq.nrrd"))
     assert slicerio.number_of_frames(vol) == cine.num_frames
     assert np.allclose(vol["ijkToLPS"], cine.index_to_physical())
+
+
+def test_label_cine_header_names_the_label_map_class(tmp_path):
+    cine = make_cine(frames=3)
+    for path in (write_cine(cine, tmp_path / "a.seq.nrrd", labels=True),
+                 write_seq_nrrd(cine, tmp_path / "b.seq.nrrd", labels=True)):
+        pairs = dict(line.split(":=", 1) for line in header_lines(path) if ":=" in line)
+        assert pairs["DataNodeClassName"] == "vtkMRMLLabelMapVolumeNode"
+        # the rest is the grey cine's header, field for field
+        grey = [line for line in header_lines(write_cine(cine, tmp_path / "g.seq.nrrd")) if "DataNodeClassName" not in line]
+        assert [line for line in header_lines(path) if "DataNodeClassName" not in line] == grey

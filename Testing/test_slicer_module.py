@@ -45,7 +45,9 @@ def _pure_nodes():
 
 @pytest.fixture(scope="module")
 def helpers():
+    sys.path.insert(0, str(MODULE_DIR))  # USGen.py imports USGenPlan from its folder, as in Slicer
     module = types.ModuleType("USGen_pure_helpers")
+    module.__file__ = str(MODULE_PY)  # REQUIREMENTS_FILE sits beside the module
     sys.modules[module.__name__] = module  # dataclasses look their module up
     code = compile(ast.Module(body=_pure_nodes(), type_ignores=[]), str(MODULE_PY), "exec")
     exec(code, module.__dict__)
@@ -54,9 +56,21 @@ def helpers():
 
 
 def _cmake_commands(path):
-    """(command, arguments) pairs of a simple CMake file: no nested parentheses in arguments."""
-    text = re.sub(r"#[^\n]*", "", path.read_text(encoding="utf-8"))
-    return [(name.lower(), shlex.split(args)) for name, args in re.findall(r"(\w+)\s*\(([^()]*)\)", text)]
+    """(command, arguments) pairs of a simple CMake file: parentheses may appear inside quoted
+    arguments ("Name (Organisation)"), comments run from an unquoted # to the end of the line."""
+    text = path.read_text(encoding="utf-8")
+    commands, i = [], 0
+    for match in re.finditer(r"(\w+)\s*\(", text):
+        if match.start() < i or text.rfind("#", text.rfind("\n", 0, match.start()) + 1, match.start()) >= 0:
+            continue
+        j, quoted = match.end(), False
+        while j < len(text) and (quoted or text[j] != ")"):
+            quoted = not quoted if text[j] == '"' else quoted
+            j += 1
+        args = re.sub(r'#[^\n"]*', "", text[match.end():j])  # comments after arguments
+        commands.append((match.group(1).lower(), shlex.split(args)))
+        i = j + 1
+    return commands
 
 
 def _scripted_module_files(cmake_file):
@@ -89,7 +103,7 @@ def _scripted_module_files(cmake_file):
 # --- (a) the .ui file -------------------------------------------------------------------------
 
 
-def test_ui_parses_and_has_every_widget_the_module_uses():
+def test_ui_parses_and_has_every_widget_the_module_uses(helpers):
     root = ET.parse(MODULE_UI).getroot()
     top = root.find("widget")
     assert top.get("class") == "qMRMLWidget"
@@ -97,11 +111,22 @@ def test_ui_parses_and_has_every_widget_the_module_uses():
     used = set(re.findall(r"self\.ui\.(\w+)", MODULE_PY.read_text(encoding="utf-8")))
     assert used, "USGen.py uses no self.ui widgets"
     assert used <= widgets.keys(), f"missing in USGen.ui: {sorted(used - widgets.keys())}"
-    expected = {"inputPathLineEdit": "ctkPathLineEdit", "outputFolderLineEdit": "ctkPathLineEdit",
-                "applyButton": "QPushButton", "cancelButton": "QPushButton",
-                "progressBar": "QProgressBar", "statusLabel": "QLabel"}
+    # Widgets reached by name (getattr(self.ui, section + suffix)): every section has them all.
+    expected = {"outputFolderLineEdit": "ctkPathLineEdit", "loadInputPathLineEdit": "ctkPathLineEdit",
+                "simulateVolumeSelector": "qMRMLNodeComboBox", "simulatePoseSelector": "qMRMLNodeComboBox",
+                "cfdInputSelector": "qMRMLNodeComboBox", "enhanceInputSelector": "qMRMLNodeComboBox"}
+    classes = {"CollapsibleButton": "ctkCollapsibleButton", "ApplyButton": "QPushButton", "CancelButton": "QPushButton",
+               "ProgressBar": "QProgressBar", "StatusLabel": "QLabel", "DeviceComboBox": "QComboBox"}
+    for section in helpers.SECTIONS:
+        expected.update({section + suffix: classes[suffix] for suffix in helpers.SECTION_WIDGETS})
+    expected.update({section + "DeviceComboBox": "QComboBox" for section in helpers.DEVICE_SECTIONS})
     assert {name: widgets.get(name) for name in expected} == expected
-    assert "ctkCollapsibleButton" in widgets.values()
+    titles = [w.find("property[@name='text']/string").text for w in root.iter("widget")
+              if w.get("class") == "ctkCollapsibleButton"]
+    assert titles == ["Load", "Simulate", "CFD removal", "Enhance", "Echo", "Training data"]
+    # Node selectors get the scene from the panel (Designer connection), as in Slicer's templates.
+    connected = {c.findtext("receiver") for c in root.iter("connection") if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    assert connected == {name for name, cls in widgets.items() if cls == "qMRMLNodeComboBox"}
     declared = {c.findtext("class") for c in root.iter("customwidget")}
     custom = {cls for cls in widgets.values() if not cls.startswith("Q")}
     assert custom <= declared, f"custom widgets not declared: {custom - declared}"
@@ -123,6 +148,7 @@ def test_module_resources_it_loads_are_installed():
     text = MODULE_PY.read_text(encoding="utf-8")
     loaded = {"Resources/" + name for name in re.findall(r"resourcePath\(\"([^\"]+)\"\)", text)}
     assert loaded == {"Resources/UI/USGen.ui"}
+    loaded.add("Resources/requirements.txt")  # REQUIREMENTS_FILE
     assert loaded <= set(_scripted_module_files(MODULE_DIR / "CMakeLists.txt")["RESOURCES"])
 
 
@@ -137,6 +163,7 @@ def test_pure_helpers_do_not_touch_slicer_or_qt():
 def test_usgen_arguments_run_the_package_with_json_progress(helpers):
     args = helpers.usgenArguments("convert", "/data/my cine.dcm", Path("/out/my cine.seq.nrrd"))
     assert args == ["-m", "USGenLib", "convert", "/data/my cine.dcm", "/out/my cine.seq.nrrd", "--progress-json"]
+    assert helpers.usgenArguments("cfd remove", "a", "b")[:4] == ["-m", "USGenLib", "cfd", "remove"]
 
 
 def test_parse_progress_line(helpers):
@@ -197,12 +224,6 @@ def test_converted_path(helpers):
     assert helpers.convertedPath("/d/x.seq.nrrd", "/d") == os.path.join("/d", "x-converted.seq.nrrd")
 
 
-def test_output_kind(helpers):
-    kinds = {"/o/a.seq.nrrd": "sequence", "/o/A.SEQ.NRRD": "sequence", "/o/a.seg.nrrd": "segmentation",
-             "/o/ct.nrrd": "volume", "/o/ct.nii.gz": "volume", "/o/report.json": None, "/o/a.mp4": None}
-    assert {path: helpers.outputKind(path) for path in kinds} == kinds
-
-
 def test_playback_fps(helpers):
     assert helpers.playbackFps([0.0, 0.04, 0.08, 0.12]) == pytest.approx(25.0)
     assert helpers.playbackFps([0.5]) is None
@@ -214,14 +235,87 @@ def test_missing_requirements(helpers):
     missing = helpers.missingRequirements(["torch>=2.2,<3", "monai>=1.4", "pydicom>=3.0", "tqdm>=4.60"],
                                           installed.get)
     assert missing == ["monai>=1.4", "tqdm>=4.60"]
-    assert helpers.missingRequirements(helpers.REQUIREMENTS) == []  # this venv has them all
+    assert helpers.missingRequirements(helpers.readRequirements(helpers.REQUIREMENTS_FILE)) == []  # this venv has them all
 
 
-def test_requirements_match_pyproject(helpers):
+def test_requirements_file_equals_the_package_dependencies(helpers):
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
-    norm = lambda spec: re.split(r"[<>=!~ ;\[]", spec, maxsplit=1)[0].lower().replace("_", "-")
-    assert set(helpers.REQUIREMENTS) <= set(declared)
-    assert {norm(s) for s in declared} == {norm(s) for s in helpers.REQUIREMENTS + helpers.SLICER_PROVIDED}
+    listed = helpers.readRequirements(helpers.REQUIREMENTS_FILE)
+    assert Path(helpers.REQUIREMENTS_FILE) == MODULE_DIR / "Resources" / "requirements.txt"
+    provided = {name.lower() for name in helpers.SLICER_PROVIDED}
+    assert sorted(listed) == sorted(s for s in declared if helpers.USGenPlan.requirementName(s) not in provided)
+    assert {helpers.USGenPlan.requirementName(s) for s in declared} >= provided
+
+
+class _FakeSlicer:
+    """Just what ensurePackages touches of the slicer module, recording every install."""
+
+    def __init__(self, testing, packaging=True, confirm=True):
+        calls = self.calls = []
+        self.app = types.SimpleNamespace(testingEnabled=lambda: testing)
+        self.util = types.SimpleNamespace(
+            confirmOkCancelDisplay=lambda *a, **k: calls.append(("confirm", a[0][:20])) or confirm,
+            pip_install=lambda reqs, **k: calls.append(("pip_install", list(reqs))))
+        if packaging:
+            self.packaging = types.SimpleNamespace(
+                pip_ensure=lambda reqs, **k: calls.append(("pip_ensure", list(reqs), k.get("skip_in_testing"))))
+
+
+class _FakeTorchUtils:
+    def __init__(self):
+        self.calls = []
+
+    def installTorch(self, **kwargs):
+        self.calls.append(kwargs)
+
+
+def test_no_pip_install_in_testing_mode(helpers):
+    absent = lambda name: None  # nothing installed
+    fake, torch = _FakeSlicer(testing=True), _FakeTorchUtils()
+    assert helpers.ensurePackages(fake, ["torch>=2.2,<3", "monai>=1.4"], absent, torchUtils=torch) is False
+    assert fake.calls == [] and torch.calls == []
+
+
+def test_packages_installed_with_consent(helpers):
+    absent = lambda name: None
+    # torch through PyTorch Utils, the others through pip_ensure (which asks, and skips in testing mode)
+    fake, torch = _FakeSlicer(testing=False), _FakeTorchUtils()
+    assert helpers.ensurePackages(fake, ["torch>=2.2,<3", "monai>=1.4"], absent, torchUtils=torch)
+    assert torch.calls == [{"askConfirmation": False, "torchVersionRequirement": ">=2.2,<3"}]
+    assert fake.calls[0][0] == "confirm" and fake.calls[1] == ("pip_ensure", ["monai>=1.4"], True)
+    # a Slicer without slicer.packaging: pip_install only after OK, nothing after Cancel
+    fake = _FakeSlicer(testing=False, packaging=False)
+    assert helpers.ensurePackages(fake, ["torch>=2.2,<3", "monai>=1.4"], absent)
+    assert [c[0] for c in fake.calls] == ["confirm", "pip_install"] and fake.calls[1][1] == ["torch>=2.2,<3", "monai>=1.4"]
+    fake = _FakeSlicer(testing=False, packaging=False, confirm=False)
+    assert helpers.ensurePackages(fake, ["monai>=1.4"], absent) is False
+    assert [c[0] for c in fake.calls] == ["confirm"]
+    # nothing missing: nothing asked
+    fake = _FakeSlicer(testing=False)
+    assert helpers.ensurePackages(fake, ["monai>=1.4"], lambda name: "1.5.0") and fake.calls == []
+
+
+def test_every_install_goes_through_ensure_packages():
+    """Static check: pip is reached only inside ensurePackages, which returns first in testing mode."""
+    tree = ast.parse(MODULE_PY.read_text(encoding="utf-8"))
+    callers = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+               for call in ast.walk(node) if isinstance(call, ast.Attribute)
+               and call.attr in ("pip_install", "pip_ensure", "installTorch")}
+    assert callers == {"ensurePackages"}
+    ensure = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "ensurePackages")
+    first_install = min(n.lineno for n in ast.walk(ensure) if isinstance(n, ast.Attribute)
+                        and n.attr in ("pip_install", "pip_ensure", "installTorch"))
+    testing_return = min(n.lineno for n in ast.walk(ensure) if isinstance(n, ast.If) and "testingEnabled" in ast.unparse(n.test))
+    assert testing_return < first_install
+
+
+def test_minimum_slicer_version_is_stated(helpers):
+    assert helpers.MIN_SLICER_VERSION == (5, 10)
+    assert helpers.slicerVersionSupported(5, 10) and helpers.slicerVersionSupported(6, 0)
+    assert not helpers.slicerVersionSupported(5, 8)
+    for path in (ROOT / "README.md", ROOT / "docs" / "slicer.md"):
+        assert "Slicer 5.10" in path.read_text(encoding="utf-8"), path
+    assert "Slicer 5.10 or later" in MODULE_PY.read_text(encoding="utf-8")  # the module's help text
 
 
 def test_usgenlib_folder_in_source_and_installed_layouts(helpers, tmp_path):
@@ -351,8 +445,13 @@ def test_extension_cmakelists():
     settings = {args[0]: args[1:] for name, args in commands if name == "set"}
     assert ("project", ["USGen"]) in commands
     assert settings["EXTENSION_CATEGORY"] == ["Ultrasound"]
-    assert settings["EXTENSION_CONTRIBUTORS"] == ["USGen team"]
-    assert settings["EXTENSION_DEPENDS"] == ["NA"]
+    contributors = settings["EXTENSION_CONTRIBUTORS"][0].split(", ")
+    assert all(re.fullmatch(r"[^()]+ \([^()]+\)", c) for c in contributors), contributors  # "Name (Organisation)"
+    assert settings["EXTENSION_DEPENDS"] == ["PyTorch"]
+    screenshot = settings["EXTENSION_SCREENSHOTURLS"][0]
+    assert (ROOT / screenshot.split("/main/", 1)[1]).is_file(), screenshot
+    assert "Slicer 5.10" in settings["EXTENSION_DESCRIPTION"][0]
+    assert (ROOT / "LICENSE").read_text(encoding="utf-8").lstrip().startswith("Apache License")
     for key in ("EXTENSION_HOMEPAGE", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
         assert settings[key] and settings[key][0], key
     icon = settings["EXTENSION_ICONURL"][0]
@@ -368,11 +467,31 @@ def test_extension_cmakelists():
                              ("include", ["${Slicer_EXTENSION_CPACK}"])]
 
 
+def test_bundled_weights_are_installed_where_the_jobs_look():
+    """Installed, USGenLib sits in qt-scripted-modules/; the jobs look for weights two folders above
+    USGenLib/train/weights.py, so the extension puts every weight file and card under
+    qt-scripted-modules/Resources/weights/ (build tree and install tree alike)."""
+    from USGenLib.train import weights
+
+    assert weights.RESOURCES == ROOT / "Resources" / "weights"  # parents[2] of USGenLib/train/weights.py
+    commands = _cmake_commands(ROOT / "CMakeLists.txt")
+    (glob,) = [args for name, args in commands if name == "file" and "USGen_WEIGHT_FILES" in args]
+    endings = {token.rsplit("*", 1)[1] for token in glob if token.startswith("${CMAKE_CURRENT_SOURCE_DIR}/Resources/weights/*")}
+    shipped = [p for p in (ROOT / "Resources" / "weights").rglob("*") if p.is_file()]
+    assert shipped and all(p.suffix in endings for p in shipped), sorted(p.name for p in shipped)
+    (install,) = [args for name, args in commands if name == "install" and "Resources/weights/${weight_file}" in args]
+    assert install[install.index("DESTINATION") + 1] == "${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/Resources/weights/${weight_dir}"
+    (copy,) = [args for name, args in commands if name == "configure_file"]
+    assert copy[1] == "${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}/Resources/weights/${weight_file}"
+    names = [name for name, _ in commands]
+    assert names.index("foreach") > names.index("add_subdirectory")
+
+
 def test_module_cmakelists_lists_existing_files():
     files = _scripted_module_files(MODULE_DIR / "CMakeLists.txt")
     assert files["NAME"] == ["USGen"]
-    assert files["SCRIPTS"] == ["USGen.py"]
-    assert set(files["RESOURCES"]) == {"Resources/Icons/USGen.png", "Resources/UI/USGen.ui"}
+    assert files["SCRIPTS"] == ["USGen.py", "USGenPlan.py"]
+    assert set(files["RESOURCES"]) == {"Resources/Icons/USGen.png", "Resources/UI/USGen.ui", "Resources/requirements.txt"}
     assert "WITH_GENERIC_TESTS" in files
     for name in files["SCRIPTS"] + files["RESOURCES"]:
         assert (MODULE_DIR / name).is_file(), name
@@ -397,3 +516,10 @@ def test_usgenlib_holds_only_python_files():
     others = [p.relative_to(ROOT).as_posix() for p in (ROOT / "USGenLib").rglob("*")
               if p.is_file() and p.suffix not in (".py", ".pyc") and p.name != "CMakeLists.txt"]
     assert not others, f"not installed with the extension or by pip: {others}"
+
+
+def test_plan_module_imports_only_the_standard_library():
+    # USGenPlan runs inside Slicer before USGenLib's packages are installed, and in pytest without Slicer.
+    tree = ast.parse((MODULE_DIR / "USGenPlan.py").read_text(encoding="utf-8"))
+    roots = set().union(*(_import_roots(node) for node in ast.walk(tree)))
+    assert roots <= set(sys.stdlib_module_names) | {"__future__"}, roots

@@ -238,7 +238,7 @@ def write_echo_item(job: dict, rng: np.random.Generator, folder: Path) -> dict:
     clip = simulate_echo(rng, tuple(job["size"]), job["frames"], job["view"],
                          quality=job.get("options", {}).get("quality", "low"))
     write_cine(clip.cine, folder / "cine.seq.nrrd")
-    write_cine(clip.lv_mask, folder / "lv_mask.seq.nrrd")
+    write_cine(clip.lv_mask, folder / "lv_mask.seq.nrrd", labels=True)
     info = dict(clip.info, ef=clip.ef, edv=clip.edv, esv=clip.esv, ed_frame=clip.ed_frame, es_frame=clip.es_frame)
     _json(folder / "item.json", info)
     from USGenLib.datasets.generate import item_id

@@ -54,7 +54,7 @@ def write_enhance_item(job: dict, rng: np.random.Generator, folder: Path) -> dic
 
     pair = make_enhance_pair(rng, tuple(job["size"]), job["frames"])
     for name in ("lq", "hq", "labels", "attenuation"):
-        write_cine(pair[name], folder / f"{name}.seq.nrrd")
+        write_cine(pair[name], folder / f"{name}.seq.nrrd", labels=name == "labels")
     write_volume(pair["fov_mask"], folder / "fov_mask.nrrd")
     _json(folder / "item.json", pair["info"])
     t, h, w = pair["hq"].frames.shape

@@ -38,7 +38,7 @@ def write_cfd_item(job: dict, rng: np.random.Generator, folder: Path) -> dict:
     clip = make_cfd_clip(rng, tuple(job["size"]), job["frames"], target_coverage=target)
     write_cine(clip.cfd, folder / "cfd.seq.nrrd")
     write_cine(clip.bmode, folder / "bmode.seq.nrrd")
-    write_cine(clip.mask, folder / "mask.seq.nrrd")
+    write_cine(clip.mask, folder / "mask.seq.nrrd", labels=True)
     _json(folder / "item.json", clip.info)
     t, h, w = clip.mask.frames.shape
     return {"frames": t, "height": h, "width": w, "fps": clip.cfd.fps or 0.0, "coverage": clip.coverage,

@@ -105,13 +105,14 @@ def read_any(path: str | Path, lazy: bool = False, allow_partial: bool = False) 
     return read_cine(path, lazy=lazy, allow_partial=allow_partial)
 
 
-def write_cine(cine: Cine, path: str | Path, deidentify: bool = False) -> Path:
-    """Write ``cine`` in the format its ending names (see module docstring)."""
+def write_cine(cine: Cine, path: str | Path, deidentify: bool = False, labels: bool = False) -> Path:
+    """Write ``cine`` in the format its ending names (see module docstring); ``labels``: a label or
+    mask cine, which a .seq.nrrd marks for Slicer to load as label maps (other formats have no such mark)."""
     path = Path(path)
     suffix = suffix_of(path)
     check_output_folder(path)
     if suffix in (".seq.nrrd", ".nrrd"):
-        return write_seq_nrrd(cine, path)
+        return write_seq_nrrd(cine, path, labels=labels)
     if suffix == ".dcm":
         return write_dicom_cine(cine, path, deidentify=deidentify)
     if suffix in (".avi", ".mp4"):

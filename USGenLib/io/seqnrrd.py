@@ -205,7 +205,23 @@ def _geometry(header: dict, spatial: list[int], path: Path) -> tuple[np.ndarray,
     return spacing, origin * flip, direction
 
 
+# Index units that are times, with their factor to seconds.
+TIME_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3,
+              "us": 1e-6, "\u00b5s": 1e-6, "min": 60.0}
+
+
+def _list_axis_entry(header: dict, key: str, list_axis: int | None) -> str:
+    """The list axis's entry of a per-axis field ("units", "labels"), or ""."""
+    values = header.get(key)
+    if list_axis is None or values is None or len(values) <= list_axis:
+        return ""
+    return str(values[list_axis]).strip().strip('"').strip()
+
+
 def _times(header: dict, list_axis: int | None, t: int) -> tuple[np.ndarray, str]:
+    """Frame times in seconds from the index values, honouring the index unit: s, ms (and other time
+    units) are scaled; a Slicer DICOM sequence's "frame" index (no unit) and non-time units keep
+    their values as frame positions; no unit on a "time" (or unnamed) axis is taken as seconds."""
     values = _index_values(header, list_axis)
     if values is None:
         return np.arange(t, dtype=float), "none in file: frame indices"
@@ -216,7 +232,16 @@ def _times(header: dict, list_axis: int | None, t: int) -> tuple[np.ndarray, str
     if times.size != t or not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
         # NaN, infinite, repeated or a wrong count: the frames still have an order, not usable times
         return np.arange(t, dtype=float), "index values not finite and increasing: frame indices"
-    return times, "file"
+    unit = _list_axis_entry(header, "units", list_axis)
+    name = _list_axis_entry(header, "labels", list_axis)
+    if unit.lower() in TIME_UNITS:
+        scale = TIME_UNITS[unit.lower()]
+        return times * scale, "file" if scale == 1.0 else f"file ({unit}, converted to s)"
+    if unit:
+        return times, f"index in {unit}, not a time: index values kept as frame positions"
+    if name.lower() in ("", "time"):
+        return times, "file (no unit: seconds assumed)" if name else "file"
+    return times, f"index '{name}' without times: index values kept as frame positions"
 
 
 def read_seq_nrrd(path: str | Path, lazy: bool = False) -> Cine:
@@ -244,10 +269,9 @@ def read_seq_nrrd(path: str | Path, lazy: bool = False) -> Cine:
     stamps, tracked = sequence_meta(header, t, path)  # PLUS (.igs.nrrd): Seq_Frame time stamps, transforms
     if times_from != "file" and stamps is not None:
         times, times_from = stamps, "Seq_Frame time stamps"
-    units = header.get("units")
     meta = {"source": str(path), "format": "nrrd", "times_from": times_from,
-            "index_unit": str(units[list_axis]).strip('"') if list_axis is not None and units is not None
-            and len(units) == len(sizes) else "", **tracked}
+            "index_unit": _list_axis_entry(header, "units", list_axis),
+            "index_name": _list_axis_entry(header, "labels", list_axis), **tracked}
     streamable = frame_axis in (None, len(sizes) - 1) and comp_axis in (None, 0)
     if streamable:
         per_frame = int(np.prod(sizes[:-1])) if frame_axis is not None else body.items

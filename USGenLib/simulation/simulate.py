@@ -80,7 +80,7 @@ class SimulationResult:
         with atomic_folder(out_dir) as tmp:
             t0 = time.perf_counter()
             write_cine(self.bmode, tmp / names[0])
-            write_cine(self.labels, tmp / names[1])
+            write_cine(self.labels, tmp / names[1], labels=True)
             write_cine(self.attenuation, tmp / names[2])
             write_volume(self.fov_mask, tmp / names[3])
             for name, cine in (extra or {}).items():

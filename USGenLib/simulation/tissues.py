@@ -76,6 +76,7 @@ def tissue_table() -> list[dict]:
     for t in TISSUES:
         row = asdict(t)
         row["impedance"] = round(t.impedance, 5)
+        row["color"] = list(DISPLAY_COLORS[t.label])  # the Slicer module colours its segments with these
         rows.append(row)
     return rows
 
