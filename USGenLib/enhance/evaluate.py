@@ -220,7 +220,7 @@ def format_eval(result: dict) -> str:
 def card_tables(result: dict, command: str) -> dict:
     """The evaluation as model-card fields."""
     tables = {f"Test split: {result['frames']} frames of {result['sweeps']} sweeps, against the high-quality "
-              f"simulation, in the FoV (`{command}`)": table_rows(result["table"]),
+              "simulation, in the FoV (the command: figures, eval_command)": table_rows(result["table"]),
               "Wilcoxon signed-rank p-values (paired by frame)": wilcoxon_rows(result["wilcoxon"])}
     if result.get("unseen_ct"):
         tables[f"Unseen CT: {result['unseen_ct']['volume']}"] = table_rows(result["unseen_ct"]["table"])
