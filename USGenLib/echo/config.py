@@ -15,7 +15,8 @@ class EchoConfig:
     name: str = "default"
     size: int = 112                     # frame side (the data set's 112x112)
     frames: int = 32                    # frames of a training video (from ED, one cycle and more)
-    lr: float = 2e-4
+    lr: float = 2e-4                    # the generative networks
+    label_lr: float = 1e-3              # the segmenter and EF regressor (small supervised networks)
     # A-VAE (MONAI AutoencoderKL + PatchDiscriminator); latent 4 channels at 1/4 resolution
     vae_channels: tuple[int, ...] = (16, 32, 64)
     latent_channels: int = 4
@@ -75,7 +76,7 @@ class EchoConfig:
 
 
 CONFIGS = {
-    "tiny": EchoConfig(name="tiny", size=32, frames=8, lr=1e-3, vae_channels=(8, 8, 8), norm_groups=4,
+    "tiny": EchoConfig(name="tiny", size=32, frames=8, lr=1e-3, label_lr=5e-3, vae_channels=(8, 8, 8), norm_groups=4,
                        disc_channels=8, adv_start=3, vae_crop=32, vae_batch=4, avae_steps=6,
                        lifm_channels=(8, 16, 16), lifm_attention=(False, False, True), lifm_batch=8, lifm_steps=6,
                        reid_planes=(8, 8, 16, 16), reid_dim=16, reid_batch=8, reid_steps=6,

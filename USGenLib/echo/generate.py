@@ -92,15 +92,23 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 def generate_clip(models: EchoModels, view: str, ef: float, frames: int, seed: int, index: int, steps: int,
                   guidance: float) -> tuple[Cine, Cine, dict]:
     """(cine uint8, LV label cine, report) of one clip."""
-    t0 = time.perf_counter()
+    clock = [time.perf_counter()]
+
+    def lap() -> float:
+        clock.append(time.perf_counter())
+        return round(clock[-1] - clock[-2], 4)
+
     gen = clip_generator(seed, index)
-    v = VIEWS.index(view)
-    anatomy, requested, rejections, similarity = sample_anatomy(models, v, gen, steps, guidance)
+    anatomy, requested, rejections, similarity = sample_anatomy(models, VIEWS.index(view), gen, steps, guidance)
+    timings = {"anatomy": lap()}
     video = sample_video(models, anatomy, ef, frames, gen, steps, guidance)
+    timings["video"] = lap()
     pixels = decode_frames(models.vae, video.transpose(0, 1))              # (T, H, W) in [0, 1]
+    timings["decode"] = lap()
     masks = segment_frames(models.seg, pixels)
     regressed = float(models.ef(pixels[None, None]).item())
     measured = mask_ef(masks, view, models.pixel_mm)
+    timings["labels"] = lap()
     cine = Cine((pixels.cpu().numpy() * 255).round().astype(np.uint8),
                 spacing=(models.pixel_mm, models.pixel_mm, 1.0), times=np.arange(frames) / models.fps,
                 meta={"modality": "US", "source": "usgen echo generate (synthetic)", "view": view})
@@ -112,7 +120,7 @@ def generate_clip(models: EchoModels, view: str, ef: float, frames: int, seed: i
               "fps": models.fps, "pixel_mm": models.pixel_mm, "seed": seed, "index": index, "steps": steps,
               "guidance": guidance, "mask_dice": dice(requested.numpy(), masks[0]),
               "reid": {"rejections": rejections, "similarity": similarity, "threshold": models.reid.threshold},
-              "seconds": time.perf_counter() - t0}
+              "seconds": clock[-1] - clock[0], "timings": timings}
     return cine, lv, report
 
 

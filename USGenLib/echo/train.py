@@ -38,6 +38,7 @@ class _EchoJob:
     """What every echo job shares: the splits in memory, its config, seed and device, a generator per step."""
 
     stage = ""
+    supervised = False          # the segmenter and the EF regressor learn at config.label_lr
 
     def __init__(self, data: str, config: EchoConfig, seed: int, device: torch.device, rank: Rank,
                  weights_dir: Path | None = None):
@@ -47,7 +48,8 @@ class _EchoJob:
         torch.manual_seed(seed)  # identical initial weights in every process and every run
         self.model = NETWORKS[self.stage](config).to(device)
         self.net = wrap(self.model, rank, device)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=0.0)
+        lr = config.label_lr if self.supervised else config.lr
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=0.0)
 
     def modules(self) -> dict[str, nn.Module]:
         return {self.stage: self.model}
@@ -171,6 +173,7 @@ class SegJob(_EchoJob):
     """LV segmenter: frames of any phase with their LV masks, Dice + cross-entropy (MONAI's DiceCELoss)."""
 
     stage = "seg"
+    supervised = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -221,19 +224,26 @@ def video_tensor(frames: torch.Tensor) -> torch.Tensor:
 
 class EFJob(_EchoJob):
     """EF regressor: videos of ``frames`` frames from a random phase (EF does not depend on where a clip
-    starts), mean squared error in units of 25 % EF."""
+    starts), mean squared error in units of 25 % EF.
+
+    The downstream test (echo eval) trains it on ``train_set`` (generated clips, or the training split)
+    with ``random_phase`` off: generated clips are videos from ED, not exact cycles to cut from."""
 
     stage = "ef"
+    supervised = True
 
-    def __init__(self, data, config, seed, device, rank, weights_dir=None, train_set: EchoCycles | None = None):
+    def __init__(self, data, config, seed, device, rank, weights_dir=None, train_set: EchoCycles | None = None,
+                 random_phase: bool = True):
         super().__init__(data, config, seed, device, rank, weights_dir)
-        if train_set is not None:            # the downstream test trains this job on generated clips
+        if train_set is not None:
             self.train_set = train_set
+        self.random_phase = random_phase
 
     def make_batch(self, step: int, rank: int) -> dict[str, torch.Tensor]:
         rng, _ = self.generators(step, rank)
         idx = rng.integers(len(self.train_set), size=self.config.ef_batch)
-        videos = [self.train_set.clip(int(i), self.config.frames, int(rng.integers(1 << 16)))[0] for i in idx]
+        videos = [self.train_set.clip(int(i), self.config.frames,
+                                      int(rng.integers(1 << 16)) if self.random_phase else 0)[0] for i in idx]
         return {"video": torch.stack(videos)[:, None], "ef": self.train_set.ef[torch.from_numpy(idx)]}
 
     def train_step(self, batch: dict, step: int) -> dict[str, float]:
