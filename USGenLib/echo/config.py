@@ -41,16 +41,16 @@ class EchoConfig:
     reid_steps: int = 400
     reid_percentile: float = 95.0
     # LVFM (factorised space-time U-Net from MONAI blocks)
-    lvfm_channels: tuple[int, ...] = (32, 64)
+    lvfm_channels: tuple[int, ...] = (24, 48)
     lvfm_batch: int = 4
     lvfm_steps: int = 1200
     # labels: LV segmenter (MONAI UNet) and EF regressor (MONAI 3-D ResNet on half-resolution video)
     seg_channels: tuple[int, ...] = (8, 16, 32, 64)
     seg_batch: int = 16
-    seg_steps: int = 500
+    seg_steps: int = 1500
     ef_planes: tuple[int, ...] = (8, 16, 32, 64)
     ef_batch: int = 8
-    ef_steps: int = 600
+    ef_steps: int = 500
     # sampling
     sample_steps: int = 8               # Euler steps (the paper: 100 on a GPU)
     guidance: float = 2.0

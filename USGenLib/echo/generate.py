@@ -176,3 +176,14 @@ def generate_to_folder(models: EchoModels, out: str | Path, view: str, ef: float
         atomic_write_text(tmp / "manifest.csv", _manifest_text(rows))
     out = Path(out)
     return [out / r["id"] for r in rows] + [out / "manifest.csv", out / "echonet"]
+
+
+def lv_overlay(cine: Cine, lv: Cine) -> Cine:
+    """RGB preview: the LV mask's outline in red over the grey cine (what an annotator checks)."""
+    from scipy import ndimage
+
+    masks = lv.frames.astype(bool)
+    edge = masks & ~ndimage.binary_erosion(masks, structure=np.ones((1, 3, 3), bool))
+    rgb = np.repeat(cine.frames[..., None], 3, axis=-1)
+    rgb[edge] = (255, 40, 40)
+    return cine.with_frames(rgb)
