@@ -287,7 +287,16 @@ class _LatentJob(_EchoJob):
         return z[(start + torch.arange(self.config.frames)) % len(z)].transpose(0, 1)
 
 
-class LIFMJob(_LatentJob):
+class _FlowJob(_LatentJob):
+    """The flow-matching jobs; each defines ``loss(batch, net)``, the velocity's mean squared error."""
+
+    def train_step(self, batch: dict, step: int) -> dict[str, float]:
+        loss = self.loss(batch, self.net)
+        self._step(loss)
+        return {"flow_mse": loss.item()}
+
+
+class LIFMJob(_FlowJob):
     """LIFM: rectified flow on latent frames of any phase, conditioned on view and that frame's LV mask;
     both dropped together with probability ``cond_drop``. The ED masks of the training clips are kept as
     the bank generation draws its anatomy masks from."""
@@ -314,11 +323,6 @@ class LIFMJob(_LatentJob):
         with autocast(self.device):
             v = net(d["x"], d["t"], d["view"], d["mask"], d["keep"]).float()
         return F.mse_loss(v, d["target"])
-
-    def train_step(self, batch: dict, step: int) -> dict[str, float]:
-        loss = self.loss(batch, self.net)
-        self._step(loss)
-        return {"flow_mse": loss.item()}
 
     @torch.no_grad()
     def validate(self, step: int) -> dict[str, float]:
@@ -387,7 +391,7 @@ class ReIdJob(_LatentJob):
         return {"bank": bank, "threshold": torch.tensor(threshold)}
 
 
-class LVFMJob(_LatentJob):
+class LVFMJob(_FlowJob):
     """LVFM: rectified flow on latent videos from ED, conditioned on the ED-frame latent and the EF;
     each condition dropped independently with probability ``cond_drop``."""
 
@@ -407,11 +411,6 @@ class LVFMJob(_LatentJob):
         with autocast(self.device):
             v = net(d["x"], d["t"], d["anatomy"], d["ef"], d["keep_anatomy"], d["keep_ef"]).float()
         return F.mse_loss(v, d["target"])
-
-    def train_step(self, batch: dict, step: int) -> dict[str, float]:
-        loss = self.loss(batch, self.net)
-        self._step(loss)
-        return {"flow_mse": loss.item()}
 
     @torch.no_grad()
     def validate(self, step: int, max_items: int = 16) -> dict[str, float]:
