@@ -158,3 +158,24 @@ def test_missing_and_mismatched_weights_are_one_line(usgen, echo_tiny_weights, t
     r = usgen("echo", "generate", "--view", "A4C", "--ef", "50", "--weights-dir", swapped, "--out", tmp_path / "b", "--quiet")
     assert r.code == 2 and r.err.count("\n") == 1 and "'echo_ef'" in r.err and "'echo_lvfm'" in r.err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_bundled_weights_generate_offline(usgen, tmp_path):
+    """`usgen echo generate` with no weights named uses Resources/weights/echo (each file under 20 MB,
+    with its model card): a 32-frame 112x112 clip whose labels the report describes."""
+    from USGenLib.echo.models import default_weights_dir
+
+    for stage in STAGES:
+        path = default_weights_dir() / f"{stage}.safetensors"
+        assert path.stat().st_size < 20 << 20 and path.with_suffix(".md").is_file()
+        assert json.loads(path.with_suffix(".json").read_text())["config"]["name"] == "default"
+    out = tmp_path / "a4c"
+    r = usgen("echo", "generate", "--view", "A4C", "--ef", "35", "--n", "1", "--out", out, "--device", "cpu", "--quiet")
+    assert r.code == 0, r.err
+    (folder,) = [p for p in out.iterdir() if p.is_dir() and p.name != "echonet"]
+    report = json.loads((folder / "report.json").read_text())
+    cine, lv = read_cine(folder / "cine.seq.nrrd"), read_cine(folder / "lv.seq.nrrd")
+    assert cine.frames.shape == lv.frames.shape == (32, 112, 112)
+    assert report["steps"] == 8 and report["requested_ef"] == 35 and 5 < report["regressed_ef"] < 95
+    assert lv.frames.reshape(32, -1).any(1).all()                  # an LV found on every frame
+    assert report["mask_ef"] == pytest.approx(mask_ef(lv.frames, "A4C", report["pixel_mm"])["ef"])

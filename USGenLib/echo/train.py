@@ -14,13 +14,14 @@ import torch.nn.functional as F
 from monai.losses import DiceCELoss, PatchAdversarialLoss
 from torch import nn
 
-from USGenLib.echo.autoencoder import EchoAutoencoder, encode_frames, vae_discriminator
+from USGenLib.echo.autoencoder import encode_frames, vae_discriminator
 from USGenLib.echo.config import CONFIGS, STAGES, EchoConfig
 from USGenLib.echo.data import EchoCycles, load_cycles
 from USGenLib.echo.flow import flow_pair
 from USGenLib.echo.latents import latent_cycles
 from USGenLib.echo.models import EXTRA, NETWORKS, load_stage, network_name
-from USGenLib.echo.reid import pearson_max, privacy_threshold
+from USGenLib.echo.reid import privacy_threshold
+from USGenLib.errors import UsgenInputError
 from USGenLib.nets import feature_matching_loss
 from USGenLib.progress import emit
 from USGenLib.train import distributed
@@ -273,8 +274,6 @@ class _LatentJob(_EchoJob):
         super().__init__(data, config, seed, device, rank, weights_dir)
         vae, vae_config, _, vae_path = load_stage("avae", weights_dir, device)
         if (vae_config.size, vae_config.latent_channels) != (config.size, config.latent_channels):
-            from USGenLib.errors import UsgenInputError
-
             raise UsgenInputError(vae_path, f"A-VAE for {vae_config.size}-pixel frames, this config needs {config.size}")
         self.vae_path = vae_path
         folder = cache_dir or vae_path.parent
