@@ -2,7 +2,7 @@
 
 - A-VAE: reconstruction SSIM and PSNR of test-split frames.
 - Realism: Frechet distances between held-out (val + test) and generated frames and videos, on the features of
-  the project's EF regressor (MONAI's FIDMetric on features we supply: nothing is downloaded).
+  the project's EF regressor (USGenLib.metrics.frechet_distance: MONAI's FIDMetric, nothing downloaded).
 - Adherence: Dice between each requested ED mask and the segmenter's mask of the generated first
   frame; R^2 and MAE of the regressed vs the requested EF over requested EFs spread 20..80 %.
 - Downstream: one EF regressor trained on the generated clips alone and one on the training split,
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.metrics import FIDMetric
 
 from USGenLib.echo.autoencoder import decode_frames, encode_frames
 from USGenLib.echo.config import VIEWS
@@ -26,7 +25,7 @@ from USGenLib.echo.data import EchoCycles, load_cycles
 from USGenLib.echo.generate import generate_clip
 from USGenLib.echo.models import EchoModels, load_models
 from USGenLib.echo.train import EFJob, ef_scores, video_tensor
-from USGenLib.metrics import psnr, ssim
+from USGenLib.metrics import frechet_distance, psnr, ssim
 from USGenLib.progress import track
 from USGenLib.train import distributed
 from USGenLib.train.devices import resolve_device
@@ -60,10 +59,8 @@ def regressor_features(models: EchoModels, videos: list[torch.Tensor]) -> tuple[
 
 
 def frechet(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Frechet distance of two feature sets (N, F); NaN when either has under two rows (no covariance)."""
-    if min(len(a), len(b)) < 2:
-        return float("nan")
-    return float(FIDMetric()(a.double(), b.double()))
+    """The project's Frechet distance of two feature sets (N, F); NaN when either has under two rows."""
+    return frechet_distance(a, b) if min(len(a), len(b)) >= 2 else float("nan")
 
 
 def train_downstream(data: Path, models: EchoModels, train_set: EchoCycles, steps: int, seed: int,
