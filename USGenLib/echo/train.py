@@ -240,29 +240,16 @@ class EFJob(_EchoJob):
             self.train_set = train_set
         self.random_phase = random_phase
 
-    def augment(self, video: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """(T, H, W) uint8 -> float in [0, 1], changed in ways that keep the EF: mirrored, shifted, brighter
-        or darker, and (for random-phase training) played backwards. Without them the regressor learnt the
-        480 training hearts by sight (training R^2 0.82, validation 0.11 after 500 steps)."""
-        if rng.random() < 0.5:
-            video = video.flip(-1)
-        if self.random_phase and rng.random() < 0.5:
-            video = video.flip(0)
-        shift = [int(v) for v in rng.integers(-self.config.size // 12, self.config.size // 12 + 1, 2)]
-        video = torch.roll(video, shift, (1, 2))
-        return (_frames(video) * float(rng.uniform(0.75, 1.25))).clamp(0, 1)
-
     def make_batch(self, step: int, rank: int) -> dict[str, torch.Tensor]:
         rng, _ = self.generators(step, rank)
         idx = rng.integers(len(self.train_set), size=self.config.ef_batch)
-        videos = [self.augment(self.train_set.clip(int(i), self.config.frames,
-                                                   int(rng.integers(1 << 16)) if self.random_phase else 0)[0], rng)
-                  for i in idx]
+        videos = [self.train_set.clip(int(i), self.config.frames,
+                                      int(rng.integers(1 << 16)) if self.random_phase else 0)[0] for i in idx]
         return {"video": torch.stack(videos)[:, None], "ef": self.train_set.ef[torch.from_numpy(idx)]}
 
     def train_step(self, batch: dict, step: int) -> dict[str, float]:
         with autocast(self.device):
-            pred = self.net(batch["video"].to(self.device)).float()
+            pred = self.net(_frames(batch["video"]).to(self.device)).float()
         loss = F.mse_loss(pred / 25.0, batch["ef"].float().to(self.device) / 25.0)
         self._step(loss)
         return {"mse": loss.item()}
