@@ -27,7 +27,7 @@ from USGenLib.progress import emit
 from USGenLib.train import distributed
 from USGenLib.train.devices import autocast, describe_device
 from USGenLib.train.distributed import Rank, wrap
-from USGenLib.train.loop import LoopSettings, run_loop
+from USGenLib.train.loop import LoopSettings, record_command, recorded_commands, run_loop
 from USGenLib.train.weights import save_weights
 
 
@@ -437,10 +437,6 @@ TITLES = {"avae": "Echo A-VAE (AutoencoderKL 4f4 + PatchGAN)", "seg": "Echo LV s
           "reid": "Echo ReId privacy filter", "lvfm": "Echo LVFM (latent video flow matching)"}
 
 
-def _record(history: Path, command: str, resume: bool) -> None:
-    history.write_text((history.read_text() if resume and history.exists() else "") + command + "\n")
-
-
 def train_stage(stage: str, data: Path, config: EchoConfig, run_dir: Path, weights_out: Path, *, seed: int = 0,
                 steps: int | None = None, resume: bool = False, device_name: str = "auto",
                 weights_dir: Path | None = None, cache_dir: Path | None = None, command: str = "") -> Path | None:
@@ -452,10 +448,9 @@ def train_stage(stage: str, data: Path, config: EchoConfig, run_dir: Path, weigh
         steps = steps or config.steps_of(stage)
         settings = LoopSettings(steps=steps, seed=seed, checkpoint_every=100, validate_every=max(steps // 4, 1),
                                 log_every=10, workers=0)
-        history = run_dir / "commands.txt"
         t0 = time.perf_counter()
         summary = run_loop(job, run_dir, settings, rank, device, config.to_dict(), resume=resume,
-                           on_start=lambda: _record(history, command, resume))
+                           on_start=lambda: record_command(run_dir, command, resume))
         if not rank.is_main:
             return None
         if hasattr(job, "finish"):
@@ -463,7 +458,7 @@ def train_stage(stage: str, data: Path, config: EchoConfig, run_dir: Path, weigh
         figures = job.validate(steps)
         extra = {EXTRA + k: v for k, v in job.extra().items()}
         state = {**job.model.state_dict(), **extra}
-        card = {"title": f"{TITLES[stage]} ({config.name})", "command": " ; then ".join(history.read_text().splitlines()),
+        card = {"title": f"{TITLES[stage]} ({config.name})", "command": recorded_commands(run_dir),
                 "data": f"{data} ({job.data_note()})", "seed": seed, "steps": steps, "processes": rank.world_size,
                 "wall_time": f"{summary['seconds']:.0f} s of training ({time.perf_counter() - t0:.0f} s with data and export)",
                 "machine": describe_device(device), "parameters": sum(p.numel() for p in job.model.parameters()),
