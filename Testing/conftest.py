@@ -82,3 +82,21 @@ def cfd_tiny_weights(cfd_tiny_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def cfd_clip_file(cfd_tiny_data) -> Path:
     return cfd_tiny_data / "cfd_000000" / "cfd.seq.nrrd"
+
+
+@pytest.fixture(scope="session")
+def echo_tiny_data(tmp_path_factory) -> Path:
+    """A 16-clip `usgen dataset echo` folder at 32x32, 8 frames (2 validation and 2 test clips)."""
+    out = tmp_path_factory.mktemp("echo_data") / "echo"
+    assert main(["dataset", "echo", "--n", "16", "--out", str(out), "--size", "32x32", "--frames", "8",
+                 "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def echo_tiny_weights(echo_tiny_data, tmp_path_factory) -> Path:
+    """A weights folder of all six echo networks, tiny config, from `usgen echo train all`."""
+    run = tmp_path_factory.mktemp("echo_run") / "run"
+    assert main(["echo", "train", "all", "--data", str(echo_tiny_data), "--config", "tiny", "--out", str(run),
+                 "--device", "cpu", "--quiet"]) == 0
+    return run

@@ -123,6 +123,14 @@ def test_demo_writes_sequences_previews_and_index(tmp_path, usgen):
     assert node_out.frames.ndim == 3 and 0.04 < mask.mean() < 0.1
     assert np.array_equal(node_out.frames[~mask], luma(node_in.frames)[~mask])
     assert (demo / "cfd" / "synthetic" / "contact_sheet.png").exists()
+    # Generated echo clips (bundled weights): each view at a low and a high EF, LV labels and EFs beside them.
+    assert "Synthetic echocardiograms" in page and "EF regressed" in page
+    for view in ("a4c", "psax", "plax"):
+        for ef in (30, 65):
+            cine = read_cine(demo / "echo" / f"{view}_ef{ef}.seq.nrrd")
+            lv = read_cine(demo / "echo" / f"{view}_ef{ef}_lv.seq.nrrd")
+            assert cine.frames.shape == lv.frames.shape == (16, 112, 112) and lv.frames.max() == 1
+            assert f"echo/{view}_ef{ef}.gif" in page
 
 
 def test_bench_io_prints_figures(usgen):

@@ -23,6 +23,7 @@ from USGenLib.cfd.cli import add_commands as add_cfd_commands
 from USGenLib.enhance.cli import add_bench as add_enhance_bench
 from USGenLib.enhance.cli import add_commands as add_enhance_commands
 from USGenLib.enhance.cli import default_action as enhance_default_action
+from USGenLib.echo.cli import add_bench as add_echo_bench, add_commands as add_echo_commands
 from USGenLib.errors import UsgenInputError
 from USGenLib.lifetime import JobInterrupted, stop_signals_raise
 from USGenLib.train.devices import DEVICE_CHOICES
@@ -334,6 +335,7 @@ def _add_bench(sub, common) -> None:
     ds.set_defaults(run=_run_bench_dataset)
     add_cfd_bench(targets, common)
     add_enhance_bench(targets, common)
+    add_echo_bench(targets, common)
 
 
 def _run_bench_simulate(args) -> list[Path]:
@@ -366,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset(sub, common)
     add_cfd_commands(sub, common)
     add_enhance_commands(sub, common)
+    add_echo_commands(sub, common)
     _add_bench(sub, common)
     return parser
 

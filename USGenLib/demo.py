@@ -5,8 +5,9 @@ node in RGB and JPEG 2000, a palette-colour obstetric frame) to Slicer sequences
 previews and a contact sheet, simulates a short sweep over a generated abdomen phantom at both
 quality levels, removes the colour Doppler from the real power-Doppler file and from a synthetic clip
 with its ground truth (bundled CFD weights), enhances the low-quality sweep (bundled pix2pix weights)
-beside the high-quality one, and writes OUT_DIR/index.html showing them. Later
-capabilities add their own section.
+beside the high-quality one, generates labelled echo clips of each view at a low and a high EF
+(bundled echo weights), and writes OUT_DIR/index.html showing them. Later capabilities add their
+own section.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 
 from USGenLib.errors import UsgenInputError
-from USGenLib.io import atomic_write_text, bundled_dicom, read_cine, write_cine, write_contact_sheet
+from USGenLib.io import atomic_write_text, bundled_dicom, read_cine, write_cine, write_contact_sheet, write_seq_nrrd
 from USGenLib.io.info import describe
 from USGenLib.progress import track
 from USGenLib.simulation import demo_sweep
@@ -120,6 +121,44 @@ def _enhance_section(out_dir: Path) -> tuple[str, list[Path]]:
     return body, written + [sheet]
 
 
+ECHO_DEMO = [(view, ef) for view in ("A4C", "PSAX", "PLAX") for ef in (30.0, 65.0)]
+ECHO_DEMO_FRAMES, ECHO_DEMO_STEPS = 16, 4      # half a clip and half the steps: the section takes seconds
+
+
+def _echo_section(out_dir: Path) -> tuple[str, list[Path]]:
+    """Generated A4C, PSAX and PLAX clips at a low and a high EF, with their LV labels and EFs."""
+    from USGenLib.echo.generate import generate_clip, lv_overlay
+    from USGenLib.echo.models import load_models
+
+    models = load_models()
+    echo = out_dir / "echo"
+    echo.mkdir(exist_ok=True)
+    written, overlays, labels, rows = [], [], [], []
+    for i, (view, ef) in enumerate(track(ECHO_DEMO, len(ECHO_DEMO), "demo: echo clips", unit="clip")):
+        cine, lv, report = generate_clip(models, view, ef, ECHO_DEMO_FRAMES, 0, i, ECHO_DEMO_STEPS, models.config.guidance)
+        stem = f"{view.lower()}_ef{ef:.0f}"
+        written += [write_cine(cine, echo / f"{stem}.seq.nrrd")]
+        written.append(write_seq_nrrd(lv, echo / f"{stem}_lv.seq.nrrd", labels=True))
+        overlay = lv_overlay(cine, lv)
+        gif = write_cine(overlay, echo / f"{stem}.gif")
+        written.append(gif)
+        overlays.append(overlay)
+        labels.append(f"{view} EF asked {ef:.0f} %")
+        rows.append(f"<tr><td><img src='echo/{gif.name}' height='160'></td><td>{view}</td><td>{ef:.0f} %</td>"
+                    f"<td>{report['regressed_ef']:.0f} %</td><td>{report['mask_ef']:.0f} %</td>"
+                    f"<td>{report['ed_frame']} / {report['es_frame']}</td><td>{report['reid']['rejections']}</td></tr>")
+    sheet = write_contact_sheet(overlays, echo / "contact_sheet.png", frames_per_row=8, labels=labels)
+    written.append(sheet)
+    body = ("<table><tr><th>clip, LV outline</th><th>view</th><th>EF asked</th><th>EF regressed</th>"
+            "<th>EF from the LV masks</th><th>ED / ES frame</th><th>ReId redraws</th></tr>" + "".join(rows) + "</table>"
+            f"<p><img src='echo/{sheet.name}' style='max-width:100%'></p>"
+            f"<p>{ECHO_DEMO_FRAMES}-frame clips, {ECHO_DEMO_STEPS} Euler steps (<code>usgen echo generate</code> makes "
+            "32 frames with 8 by default). Each clip's LV labels are a label-map sequence Slicer loads as such "
+            "(<code>*_lv.seq.nrrd</code>); the networks were trained on the phantom data set of "
+            "<code>usgen dataset echo</code> (docs/echo.md).</p>")
+    return body, written
+
+
 def run_demo(out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -160,10 +199,13 @@ def run_demo(out_dir: str | Path) -> list[Path]:
     outputs += enhance_outputs
     cfd_html, cfd_outputs = _cfd_section(out_dir)
     outputs += cfd_outputs
+    echo_html, echo_outputs = _echo_section(out_dir)
+    outputs += echo_outputs
     sections = [_section("Real ultrasound DICOMs (bundled with pydicom)", table),
                 _section("Simulated sweep: abdomen phantom, low and high quality", sim_html),
                 _section("Sim-to-real enhancement: low quality, enhanced, high quality", enhance_html),
-                _section("Colour-Doppler removal", cfd_html)]
+                _section("Colour-Doppler removal", cfd_html),
+                _section("Synthetic echocardiograms: view and EF in, labelled clips out", echo_html)]
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>USGen demo</title>"
             "<style>body{font-family:sans-serif;background:#111;color:#ddd;margin:2em}"
             "table{border-collapse:collapse}td,th{border:1px solid #444;padding:4px 8px;vertical-align:middle}"
