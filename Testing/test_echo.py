@@ -177,5 +177,6 @@ def test_bundled_weights_generate_offline(usgen, tmp_path):
     cine, lv = read_cine(folder / "cine.seq.nrrd"), read_cine(folder / "lv.seq.nrrd")
     assert cine.frames.shape == lv.frames.shape == (32, 112, 112)
     assert report["steps"] == 8 and report["requested_ef"] == 35 and 5 < report["regressed_ef"] < 95
+    assert report["device"] == "cpu"
     assert lv.frames.reshape(32, -1).any(1).all()                  # an LV found on every frame
     assert report["mask_ef"] == pytest.approx(mask_ef(lv.frames, "A4C", report["pixel_mm"])["ef"])

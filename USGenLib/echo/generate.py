@@ -162,7 +162,8 @@ def generate_to_folder(models: EchoModels, out: str | Path, view: str, ef: float
         for i in range(n):
             cine, lv, report = generate_clip(models, view, ef, frames, seed, i, steps, guidance)
             name = f"{view.lower()}_ef{ef:g}_seed{seed}_{i:03d}"
-            report = {"id": name, **report, "weights": {k: str(p) for k, p in models.files.items()}}
+            report = {"id": name, **report, "device": str(models.device),
+                      "weights": {k: str(p) for k, p in models.files.items()}}
             folder = tmp / name
             folder.mkdir()
             write_seq_nrrd(cine, folder / "cine.seq.nrrd")
