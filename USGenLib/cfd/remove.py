@@ -53,18 +53,11 @@ def load_remover(weights: str | Path | None = None, device: str = "auto", stage:
     """The bundled default weights unless ``weights`` names a file, and the learned mask (bundled unless
     ``mask_weights`` names a file; the colour rule alone when neither exists); one-line errors for bad files."""
     from USGenLib.train.devices import resolve_device
-    from USGenLib.train.weights import bundled_weights, load_state_into, load_weights
+    from USGenLib.train.weights import bundled_weights, load_network, load_state_into, load_weights
 
-    path = Path(weights) if weights else bundled_weights("cfd")
-    if weights is None and not path.is_file():
-        raise UsgenInputError(path, "bundled CFD weights are missing (reinstall, or pass --weights)")
-    state, config_dict = load_weights(path, "cfd")
-    try:
-        config = CFDConfig.from_dict(config_dict)
-        model = CFDRemover(config)
-    except (TypeError, ValueError) as err:
-        raise UsgenInputError(path, f"holds a config this version cannot build ({err})") from err
-    load_state_into(model, state, path)
+    model, config_dict, path = load_network(weights, "cfd", lambda d: CFDRemover(CFDConfig.from_dict(d)),
+                                            ("cfd", "default"), "CFD")
+    config = CFDConfig.from_dict(config_dict)
     dev = resolve_device(device)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     mask_path = Path(mask_weights) if mask_weights else bundled_weights("cfd", "mask")

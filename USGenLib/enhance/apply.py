@@ -45,20 +45,13 @@ def load_enhancer(weights: str | Path | None = None, device: str = "auto", varia
     """The bundled MSA weights unless ``weights`` names a file; ``variant``, when given, must be the
     weights' own (one-line error otherwise)."""
     from USGenLib.train.devices import resolve_device
-    from USGenLib.train.weights import bundled_weights, load_state_into, load_weights
+    from USGenLib.train.weights import load_network
 
-    path = Path(weights) if weights else bundled_weights("enhance")
-    if weights is None and not path.is_file():
-        raise UsgenInputError(path, "bundled enhancement weights are missing (reinstall, or pass --weights)")
-    state, record = load_weights(path, "enhance")
-    try:
-        config = EnhanceConfig.from_dict(record)
-        model = generator(config)
-    except (TypeError, ValueError) as err:
-        raise UsgenInputError(path, f"holds a config this version cannot build ({err})") from err
+    model, record, path = load_network(weights, "enhance", lambda d: generator(EnhanceConfig.from_dict(d)),
+                                       ("enhance", "default"), "enhancement")
+    config = EnhanceConfig.from_dict(record)
     if variant is not None and variant != config.variant:
         raise UsgenInputError(path, f"holds variant {config.variant} weights, not {variant}")
-    load_state_into(model, state, path)
     dev = resolve_device(device)
     model = model.to(dev).eval()
     if dev.type == "cpu":
