@@ -141,14 +141,33 @@ def build(folder: Path) -> dict[str, Path]:
     return f
 
 
+# The child's own peak: VmHWM of its process image, written as it exits. The rusage of a child forked
+# from this (large) test process keeps the parent's peak across exec, so it measured pytest, not usgen.
+PEAK_WRAPPER = """
+import os, sys
+from USGenLib.cli import main
+code = 1
+try:
+    code = main(sys.argv[1:])
+finally:
+    with open(os.environ["USGEN_TEST_PEAK_FILE"], "w") as fh:
+        fh.write(next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmHWM:")))
+sys.exit(code)
+"""
+
+
 def run_usgen(*args, timeout: float = 120) -> tuple[int, str, float]:
-    """`python -m USGenLib ARGS` in a child with RLIMIT_AS = CAP_BYTES: (exit code, stderr, peak RSS in MB)."""
+    """`usgen ARGS` in a child with RLIMIT_AS = CAP_BYTES: (exit code, stderr, the child's peak RSS in MB;
+    a child killed before it could report counts with its rusage peak)."""
+    import tempfile
+
     def cap():
         resource.setrlimit(resource.RLIMIT_AS, (CAP_BYTES, CAP_BYTES))
 
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    peak_file = Path(tempfile.mkdtemp()) / "peak_kb"
+    env = dict(os.environ, OMP_NUM_THREADS="1", USGEN_TEST_PEAK_FILE=str(peak_file))
     with open(os.devnull, "wb") as null:
-        proc = subprocess.Popen([sys.executable, "-m", "USGenLib", *map(str, args), "--quiet"], stdout=null,
+        proc = subprocess.Popen([sys.executable, "-c", PEAK_WRAPPER, *map(str, args), "--quiet"], stdout=null,
                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=cap, env=env)
         if _wait_readable(proc, timeout):
             err = proc.stderr.read()
@@ -156,9 +175,12 @@ def run_usgen(*args, timeout: float = 120) -> tuple[int, str, float]:
             os.kill(proc.pid, signal.SIGKILL)
             err = b"(timed out)"
         proc.stderr.close()
-        _, status, usage = os.wait4(proc.pid, 0)  # the child's own peak memory
+        _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err.decode(errors="replace"), usage.ru_maxrss / 1024.0
+    peak_kb = int(peak_file.read_text()) if peak_file.is_file() else usage.ru_maxrss
+    peak_file.unlink(missing_ok=True)
+    peak_file.parent.rmdir()
+    return proc.returncode, err.decode(errors="replace"), peak_kb / 1024.0
 
 
 def _wait_readable(proc, timeout: float) -> bool:
