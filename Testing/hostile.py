@@ -43,7 +43,6 @@ def _gzip_bomb(decompressed: int) -> bytes:
 
 
 def _dicom(path: Path, frames: int = 3, **changes) -> Path:
-    import pydicom
     from USGenLib.io.dicom import build_us_multiframe
     from USGenLib.types import Cine
 

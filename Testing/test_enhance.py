@@ -133,16 +133,15 @@ def test_patch_kl_and_frechet_are_zero_for_identical_inputs_and_grow_with_noise(
     assert frechet_distance(feats, feats) == pytest.approx(0.0, abs=1e-8) and 0 < fds[0] < fds[1] < fds[2]
 
 
-def test_real_frames_are_cropped_to_the_image_and_cines_hold_frames_out(dicoms):
-    real_dir = Path(dicoms["ybr_color"]).parent
-    folder = Path(pytest.importorskip("tempfile").mkdtemp())
-    shutil.copy(real_dir / "examples_ybr_color.dcm", folder / "echo.dcm")
+def test_real_frames_are_cropped_to_the_image_and_cines_hold_frames_out(dicoms, tmp_path):
+    folder = tmp_path / "real"
+    folder.mkdir()
+    shutil.copy(dicoms["ybr_color"], folder / "echo.dcm")
     real = RealFrames(folder, short_side=64)
     assert len(real.train) + len(real.held_out) == 30 and len(real.held_out) == 7
     assert min(real.train[0].shape) == 64
     crops = real.crops(np.random.default_rng(0), 4, 48)
     assert crops.shape == (4, 1, 48, 48) and 0 <= float(crops.min()) and float(crops.max()) <= 1
-    shutil.rmtree(folder)
 
 
 def test_domain_classifier_is_at_chance_for_one_domain_and_separates_two():

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from monai.losses import PatchAdversarialLoss
 from torch import nn
 
-from USGenLib.enhance.inputs import enhance_frames, network_input
+from USGenLib.enhance.inputs import enhance_frames
 from USGenLib.enhance.networks import AnatomyNet, EnhanceConfig, discriminator, generator
 from USGenLib.enhance.train import FramesJob
 from USGenLib.errors import UsgenInputError
