@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from USGenLib.cfd.detect import removal_mask
-from USGenLib.cfd.network_grid import (blend_weights, crops_for, display_regions, from_network, luma, temporal_windows,
+from USGenLib.cfd.network_grid import (blend_weights, crops_for, display_regions, from_network, temporal_windows,
                                  to_network)
 from USGenLib.cfd.remove import load_remover, remove_color_flow
 from USGenLib.datasets.cfd_scene import make_cfd_clip
 from USGenLib.io import read_cine, write_seq_nrrd
+from USGenLib.io.luma import luma
 from USGenLib.types import Cine
 from conftest import make_cine
 

@@ -114,7 +114,7 @@ def test_demo_writes_sequences_previews_and_index(tmp_path, usgen):
     assert patch_kl(high.frames, enhanced.frames, fov) < 0.75 * patch_kl(high.frames, low.frames, fov)
     assert "Sim-to-real enhancement" in page
     # CFD removal with the bundled weights: the real lymph node and a synthetic clip with its truth.
-    from USGenLib.cfd.network_grid import luma
+    from USGenLib.io.luma import luma
 
     assert "Colour-Doppler removal" in page and "SSIM to the ground truth" in page
     node_in = read_cine(demo / "examples_rgb_color.seq.nrrd")

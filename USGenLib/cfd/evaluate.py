@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from USGenLib.cfd.network_grid import luma
 from USGenLib.cfd.remove import load_remover, remove_color_flow
 from USGenLib.datasets.torch_datasets import CFDDataset
 from USGenLib.io import read_cine
+from USGenLib.io.luma import luma
 from USGenLib.metrics import psnr, ssim
 from USGenLib.progress import track
 

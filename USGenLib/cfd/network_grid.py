@@ -16,13 +16,6 @@ import torch.nn.functional as F
 
 DARK = 8          # a column whose brightest pixel is below this (over sampled frames) is background
 MULTIPLE = 8      # the networks need H and W divisible by 8
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601: equal to the value on grey pixels (R = G = B)
-
-
-def luma(frames: np.ndarray) -> np.ndarray:
-    """(T, H, W, 3) uint8 -> (T, H, W) uint8 BT.601 luma; exact on grey pixels (R = G = B)."""
-    f = frames.astype(np.float32)
-    return np.rint(f @ np.float32(LUMA_WEIGHTS)).clip(0, 255).astype(np.uint8)
 
 
 def display_regions(sample: np.ndarray) -> list[tuple[int, int]]:

@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from USGenLib.cfd.detect import FLOW_FRACTION, color_flow_fraction, removal_mask
-from USGenLib.cfd.network_grid import (blend_weights, crops_for, display_regions, from_network, luma, temporal_windows,
+from USGenLib.cfd.network_grid import (blend_weights, crops_for, display_regions, from_network, temporal_windows,
                                  to_network)
 from USGenLib.cfd.networks import CFDConfig, CFDRemover, MaskNet
 from USGenLib.errors import UsgenInputError
+from USGenLib.io.luma import luma
 from USGenLib.progress import progress
 from USGenLib.types import Cine
 

@@ -19,11 +19,11 @@ from scipy import ndimage
 from torch import nn
 
 from USGenLib.cfd.detect import removal_mask
-from USGenLib.cfd.network_grid import LUMA_WEIGHTS
 from USGenLib.cfd.networks import CONFIGS, CFDConfig, CFDRemover, MaskNet, bridge, composite, discriminator
 from USGenLib.datasets.layouts.manifest import MANIFEST_NAME
 from USGenLib.datasets.torch_datasets import CFDDataset
 from USGenLib.errors import UsgenInputError
+from USGenLib.io.luma import LUMA_WEIGHTS
 from USGenLib.nets import feature_matching_loss
 from USGenLib.nets.gated import frames_as_batch
 from USGenLib.train import distributed

@@ -40,6 +40,7 @@ NCE_TEMPERATURE = 0.07    # CUT's
 def _read_grey_frames(path: Path) -> np.ndarray:
     """(T, H, W) uint8 grey frames of one file, the burned-in text around the image blacked out."""
     from USGenLib.io import read_cine, suffix_of
+    from USGenLib.io.luma import luma
     from USGenLib.text_blackout import image_mask
 
     if suffix_of(path) in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
@@ -54,8 +55,6 @@ def _read_grey_frames(path: Path) -> np.ndarray:
         pick = np.linspace(0, cine.num_frames - 1, min(cine.num_frames, FRAMES_PER_FILE)).round().astype(int)
         frames = np.asarray(cine.frames[np.unique(pick)])
         if frames.ndim == 4:  # RGB scanners' grey: their luma
-            from USGenLib.cfd.network_grid import luma
-
             frames = luma(frames)
     mask = image_mask(frames)
     if mask.sum() < 0.02 * mask.size:
