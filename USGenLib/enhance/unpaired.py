@@ -127,15 +127,11 @@ def random_crop(frame: np.ndarray, rng: np.random.Generator, size: int) -> np.nd
 
 def load_anatomy(path: str | Path | None, device: torch.device) -> tuple[AnatomyNet, Path]:
     """The anatomy network (bundled unless ``path``), frozen, in eval mode."""
-    from USGenLib.train.weights import bundled_weights, load_state_into, load_weights
+    from USGenLib.train.weights import load_network
 
-    path = Path(path) if path else bundled_weights("enhance", "anatomy")
-    if not path.is_file():
-        raise UsgenInputError(path, "anatomy network weights are missing (train them with `usgen enhance train "
-                                    "--network anatomy`, or pass --anatomy-weights)")
-    state, record = load_weights(path, "enhance_anatomy")
-    model = AnatomyNet(tuple(record.get("seg_features", EnhanceConfig.seg_features)))
-    load_state_into(model, state, path)
+    model, _, path = load_network(path, "enhance_anatomy",
+                                  lambda d: AnatomyNet(tuple(d.get("seg_features", EnhanceConfig.seg_features))),
+                                  ("enhance", "anatomy"), "anatomy network", option="--anatomy-weights")
     model = model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -88,14 +88,15 @@ def load_state_into(module: torch.nn.Module, state: dict[str, torch.Tensor], pat
         raise UsgenInputError(path, f"weights do not fit the network ({detail})") from err
 
 
-def load_network(weights: str | Path | None, network: str, build, bundled: tuple[str, str], label: str
-                 ) -> tuple[torch.nn.Module, dict, Path]:
+def load_network(weights: str | Path | None, network: str, build, bundled: tuple[str, str], label: str,
+                 option: str = "--weights") -> tuple[torch.nn.Module, dict, Path]:
     """(module, record, path): ``weights``, or the bundled ``(job, name)`` file when None, read as
     ``network`` weights, the module made by ``build(record)`` and filled; every problem one line
-    (``label`` names the weights in the message about missing bundled ones)."""
+    (``label`` names the weights and ``option`` the command-line option that passes others in the
+    message about missing bundled ones)."""
     path = Path(weights) if weights else bundled_weights(*bundled)
     if weights is None and not path.is_file():
-        raise UsgenInputError(path, f"bundled {label} weights are missing (reinstall, or pass --weights)")
+        raise UsgenInputError(path, f"bundled {label} weights are missing (reinstall, or pass {option})")
     state, record = load_weights(path, network)
     try:
         module = build(record)
