@@ -27,9 +27,9 @@ from USGenLib.io.luma import LUMA_WEIGHTS
 from USGenLib.nets import feature_matching_loss
 from USGenLib.nets.gated import frames_as_batch
 from USGenLib.train import distributed
-from USGenLib.train.devices import autocast, describe_device
+from USGenLib.train.devices import autocast
 from USGenLib.train.distributed import Rank, wrap
-from USGenLib.train.loop import LoopSettings, record_command, recorded_commands, run_loop
+from USGenLib.train.loop import LoopSettings, record_command, run_loop, training_card
 from USGenLib.train.weights import save_weights
 
 
@@ -292,17 +292,12 @@ def train_cfd(args, command: str) -> list[Path]:
         if not rank.is_main:
             return []
         figures = job.validate(steps)
-        out = save_weights(Path(args.out) / "model.safetensors", network, job.model.state_dict(), config.to_dict(), {
-            "title": f"CFD {'mask' if args.network == 'mask' else 'removal'} ({config.name})",
-            "command": recorded_commands(args.out),
-            "data": f"{args.data} ({len(job.train_set)} training clips; coverage-quartile weighted sampling)",
-            "seed": args.seed, "steps": steps, "coarse_steps": config.coarse_steps,
-            "processes": rank.world_size,
-            "wall_time": f"{summary['seconds']:.0f} s of training",
-            "machine": describe_device(device),
-            "parameters": sum(p.numel() for p in job.model.parameters()),
-            "figures": figures,
-        })
+        card = training_card(
+            args.out, summary, title=f"CFD {'mask' if args.network == 'mask' else 'removal'} ({config.name})",
+            data=f"{args.data} ({len(job.train_set)} training clips; coverage-quartile weighted sampling)",
+            seed=args.seed, steps=steps, rank=rank, device=device, model=job.model, figures=figures)
+        card["coarse_steps"] = config.coarse_steps
+        out = save_weights(Path(args.out) / "model.safetensors", network, job.model.state_dict(), config.to_dict(), card)
         return [out]
     finally:
         distributed.teardown()

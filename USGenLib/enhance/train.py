@@ -22,9 +22,9 @@ from USGenLib.enhance.inputs import enhance_frames, network_input
 from USGenLib.enhance.networks import EnhanceConfig, anatomy_net, config_for, discriminator, generator, input_channels
 from USGenLib.errors import UsgenInputError
 from USGenLib.train import distributed
-from USGenLib.train.devices import autocast, describe_device
+from USGenLib.train.devices import autocast
 from USGenLib.train.distributed import Rank, wrap
-from USGenLib.train.loop import LoopSettings, record_command, recorded_commands, run_loop
+from USGenLib.train.loop import LoopSettings, record_command, run_loop, training_card
 from USGenLib.train.weights import save_weights
 
 VALIDATION_FRAMES = 16
@@ -229,17 +229,13 @@ def train_enhance(args, command: str) -> list[Path]:
             figures.update(job.domain_figures(steps=300 if config.name == "default" else 20))
         title = {"enhance_anatomy": "Enhancement anatomy network (segmenter on simulations)"}.get(
             job.network, f"Sim-to-real enhancement, variant {config.variant}, {record['mode']} ({config.name})")
-        out = save_weights(Path(args.out) / "model.safetensors", job.network, job.model.state_dict(), record, {
-            "title": title,
-            "command": recorded_commands(args.out),
-            "data": f"{args.data} ({len(job.train_set)} training frames of "
-                    f"{len(set(job.train_set.item.tolist()))} simulated sweeps){job.data_note()}",
-            "seed": args.seed, "steps": steps, "processes": rank.world_size,
-            "wall_time": f"{summary['seconds']:.0f} s of training (+{load_s:.0f} s reading the data)",
-            "machine": describe_device(device),
-            "parameters": sum(p.numel() for p in job.model.parameters()),
-            "figures": figures,
-        })
+        card = training_card(
+            args.out, summary, title=title,
+            data=f"{args.data} ({len(job.train_set)} training frames of "
+                 f"{len(set(job.train_set.item.tolist()))} simulated sweeps){job.data_note()}",
+            seed=args.seed, steps=steps, rank=rank, device=device, model=job.model, figures=figures,
+            time_note=f"(+{load_s:.0f} s reading the data)")
+        out = save_weights(Path(args.out) / "model.safetensors", job.network, job.model.state_dict(), record, card)
         return [out]
     finally:
         distributed.teardown()

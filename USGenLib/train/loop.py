@@ -25,6 +25,7 @@ from USGenLib.errors import UsgenInputError
 from USGenLib.progress import emit, progress
 from USGenLib.train import distributed
 from USGenLib.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from USGenLib.train.devices import describe_device
 from USGenLib.train.distributed import Rank
 
 LOG_NAME = "log.jsonl"
@@ -71,6 +72,21 @@ def record_command(run_dir: str | Path, command: str, resume: bool) -> None:
 def recorded_commands(run_dir: str | Path) -> str:
     """The run's invocations in order, as the model card's command line."""
     return " ; then ".join((Path(run_dir) / COMMANDS_NAME).read_text().splitlines())
+
+
+def training_card(run_dir: str | Path, summary: dict[str, Any], *, title: str, data: str, seed: int, steps: int,
+                  rank: Rank, device: torch.device, model: torch.nn.Module, figures: dict[str, float],
+                  time_note: str = "") -> dict[str, Any]:
+    """The model-card fields every training job records, in the card's order, for ``save_weights``'
+    ``card``: ``title``; the run's recorded commands (RUN_DIR/commands.txt); ``data``, worded by the
+    job; ``seed``; ``steps``; the processes of ``rank``'s group; the wall time, ``summary["seconds"]``
+    of training (``summary`` is what ``run_loop`` returned) followed by ``time_note`` when given, e.g.
+    "(+12 s reading the data)"; the machine of ``device``; ``model``'s parameter count; ``figures``
+    (the final validation). A job adds its own fields to the dict it gets."""
+    wall = f"{summary['seconds']:.0f} s of training" + (f" {time_note}" if time_note else "")
+    return {"title": title, "command": recorded_commands(run_dir), "data": data, "seed": seed, "steps": steps,
+            "processes": rank.world_size, "wall_time": wall, "machine": describe_device(device),
+            "parameters": sum(p.numel() for p in model.parameters()), "figures": figures}
 
 
 def prepare_run_dir(run_dir: Path, resume: bool) -> None:
