@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 
 from USGenLib.arguments import int_in
+from USGenLib.bench_target import bench_target
 from USGenLib.train.devices import DEVICE_CHOICES
 
 
@@ -69,11 +69,11 @@ def add_commands(sub, common) -> None:
 
 
 def add_bench(targets, common) -> None:
-    b = targets.add_parser("cfd", parents=[common], help="CFD removal frames/s at 256x256 and peak memory")
-    b.add_argument("--frames", type=int_in(1, 2000), default=64, help="frames of the synthetic 256x256 clip (default 64)")
-    b.add_argument("--weights", type=Path)
-    b.add_argument("--json", action="store_true", help="print one JSON object (key fps_256: the CPU figure)")
-    b.set_defaults(run=_run_bench)
+    with bench_target(targets, common, "cfd", "CFD removal frames/s at 256x256 and peak memory", "fps_256",
+                      _bench) as b:
+        b.add_argument("--frames", type=int_in(1, 2000), default=64,
+                       help="frames of the synthetic 256x256 clip (default 64)")
+        b.add_argument("--weights", type=Path)
 
 
 def _run_remove(args) -> list[Path]:
@@ -111,9 +111,7 @@ def _run_eval(args) -> list[Path]:
     return outputs + [args.out]
 
 
-def _run_bench(args) -> list[Path]:
+def _bench(args):
     from USGenLib.cfd.bench import bench_cfd, format_bench_cfd
 
-    result = bench_cfd(frames=args.frames, weights=args.weights)
-    print(json.dumps(result) if args.json else format_bench_cfd(result))
-    return []
+    return bench_cfd(frames=args.frames, weights=args.weights), format_bench_cfd

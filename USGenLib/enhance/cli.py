@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from USGenLib.arguments import int_in
+from USGenLib.bench_target import bench_target
 from USGenLib.enhance.networks import VARIANTS
 from USGenLib.train.devices import DEVICE_CHOICES
 
@@ -101,12 +102,11 @@ def add_commands(sub, common) -> None:
 
 
 def add_bench(targets, common) -> None:
-    b = targets.add_parser("enhance", parents=[common],
-                           help="low-quality simulation + enhancement vs high-quality simulation, ms/frame")
-    b.add_argument("--frames", type=int_in(2, 1000), default=16, help="frames timed per size (default 16)")
-    b.add_argument("--weights", type=Path)
-    b.add_argument("--json", action="store_true", help="print one JSON object (key speedup_256: the CPU figure)")
-    b.set_defaults(run=_run_bench)
+    with bench_target(targets, common, "enhance",
+                      "low-quality simulation + enhancement vs high-quality simulation, ms/frame", "speedup_256",
+                      _bench) as b:
+        b.add_argument("--frames", type=int_in(2, 1000), default=16, help="frames timed per size (default 16)")
+        b.add_argument("--weights", type=Path)
 
 
 def _command() -> str:
@@ -143,9 +143,7 @@ def _run_eval(args) -> list[Path]:
     return outputs + [args.out]
 
 
-def _run_bench(args) -> list[Path]:
+def _bench(args):
     from USGenLib.enhance.bench import bench_enhance, format_bench_enhance
 
-    result = bench_enhance(frames=args.frames, weights=args.weights)
-    print(json.dumps(result) if args.json else format_bench_enhance(result))
-    return []
+    return bench_enhance(frames=args.frames, weights=args.weights), format_bench_enhance
