@@ -10,13 +10,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from USGenLib.datasets.echonet import read_echonet_filelist
 from USGenLib.echo.autoencoder import encode_frames
 from USGenLib.echo.config import CONFIGS, STAGES
-from USGenLib.echo.data import load_cycles
+from USGenLib.echo.data import ef_balanced_weights, load_cycles
 from USGenLib.echo.generate import generate_clip
-from USGenLib.echo.labels import mask_ef
+from USGenLib.echo.labels import EFRegressor, largest_blob, mask_ef
 from USGenLib.echo.models import load_models
 from USGenLib.echo.reid import privacy_threshold
 from USGenLib.echo.train import JOBS
@@ -72,6 +73,7 @@ def test_generate_writes_clips_slicer_loads(usgen, echo_tiny_weights, tmp_path):
         assert np.allclose(cine.spacing[:2], report["pixel_mm"])
         assert np.array_equal(lv.times, cine.times) and np.array_equal(lv.spacing, cine.spacing)
         assert set(np.unique(lv.frames)) <= {0, 1}
+        assert all(ndimage.label(f)[1] <= 1 for f in lv.frames)          # one LV per frame, no stray specks
         header = (out / clip_id / "lv.seq.nrrd").read_bytes().split(b"\n\n")[0]   # Slicer: a label-map sequence
         assert b"DataNodeClassName:=vtkMRMLLabelMapVolumeNode" in header
         # the labels are the report's: EF, ED and ES measured again from the label file
@@ -83,6 +85,48 @@ def test_generate_writes_clips_slicer_loads(usgen, echo_tiny_weights, tmp_path):
     assert [f["EF"] for f in files] == [40.0, 40.0] and all(f["NumberOfFrames"] == 12 for f in files)
     assert len(list((out / "echonet" / "Videos").glob("*.avi"))) == 2
     assert [p for p in files_in(tmp_path) if p.startswith(".")] == []
+
+
+def test_ef_regressor_is_the_volume_ratio_of_its_frames():
+    """EF = 100 (1 - V_min / V_max) of the per-frame volume scores: where the clip starts does not matter."""
+    torch.manual_seed(0)
+    net = EFRegressor(CONFIGS["tiny"]).eval()
+    video = torch.rand(2, 1, 8, 32, 32)
+    with torch.no_grad():
+        ef, logits = net(video), net(video, per_frame=True)
+        h = net.log_volumes(logits)
+        rolled = net(torch.roll(video, 3, dims=2))
+    assert logits.shape == (2, 8, 16, 16) and h.shape == (2, 8)
+    assert torch.allclose(ef, 100 * (1 - h.exp().min(1).values / h.exp().max(1).values), atol=1e-4)
+    assert torch.allclose(ef, rolled, atol=1e-3) and ((ef >= 0) & (ef < 100)).all()
+
+
+def test_ef_training_moves_frames_and_masks_together(echo_tiny_data):
+    """The augmentation gives a clip's frames and its LV masks one pose: a video that is its own mask
+    still lines up with the masks afterwards, and poses do change between draws."""
+    train = load_cycles(str(echo_tiny_data), "train", 32)
+    masks = train.masks[0].float()
+    t = len(masks)
+    moved = 0
+    for seed in range(6):
+        out = JOBS["ef"].augment(torch.cat([masks, masks]), seed, t)
+        video, warped = out[:t] > 0.5, out[t:].bool()
+        assert set(np.unique(out[t:].numpy())) <= {0.0, 1.0}
+        overlap = 2 * (video & warped).sum() / (video.sum() + warped.sum())
+        assert overlap > 0.9, (seed, float(overlap))
+        moved += not torch.equal(warped, masks.bool())
+    assert moved >= 3
+
+
+def test_ef_bands_are_drawn_equally_and_stray_blobs_dropped():
+    ef = torch.tensor([15.0, 55, 56, 57, 58, 62, 33])
+    w = ef_balanced_weights(ef)
+    bands = np.floor(ef.numpy() / 10)
+    assert np.isclose(w.sum(), 1) and len({round(float(w[bands == b].sum()), 9) for b in np.unique(bands)}) == 1
+    mask = np.zeros((12, 12), bool)
+    mask[1:6, 1:6] = True
+    mask[9:11, 9:11] = True
+    assert largest_blob(mask).sum() == 25 and not largest_blob(mask)[9:, 9:].any()
 
 
 def test_same_seed_same_clip_other_seed_other_clip(models):
@@ -111,7 +155,7 @@ def test_reid_rejects_training_copies_and_threshold_is_the_95th_percentile(model
     assert models.reid.threshold < 0.9999
     gen = torch.Generator().manual_seed(0)
     train_emb, val_emb = torch.randn(40, 8, generator=gen), torch.randn(10, 8, generator=gen)
-    maxima = [max(float(np.corrcoef(t, v)[0, 1]) for v in val_emb.numpy()) for t in train_emb.numpy()]
+    maxima = [max(float(np.corrcoef(t, v)[0, 1]) for t in train_emb.numpy()) for v in val_emb.numpy()]
     assert privacy_threshold(train_emb, val_emb, 95.0) == pytest.approx(np.percentile(maxima, 95), abs=1e-5)
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from USGenLib.arguments import finite, int_in
+from USGenLib.bench_target import bench_target
 from USGenLib.echo.config import STAGES, VIEWS
 from USGenLib.train.devices import DEVICE_CHOICES
 
@@ -76,11 +77,10 @@ def add_commands(sub, common) -> None:
 
 
 def add_bench(targets, common) -> None:
-    b = targets.add_parser("echo", parents=[common], help="seconds per generated 32-frame 112x112 echo clip")
-    b.add_argument("--weights-dir", type=Path)
-    b.add_argument("--clips", type=int_in(1, 100), default=3, help="clips timed per device (default 3)")
-    b.add_argument("--json", action="store_true", help="one JSON object (key seconds_per_clip: the CPU figure)")
-    b.set_defaults(run=_run_bench)
+    with bench_target(targets, common, "echo", "seconds per generated 32-frame 112x112 echo clip",
+                      "seconds_per_clip", _bench) as b:
+        b.add_argument("--weights-dir", type=Path)
+        b.add_argument("--clips", type=int_in(1, 100), default=3, help="clips timed per device (default 3)")
 
 
 def _run_generate(args) -> list[Path]:
@@ -121,9 +121,7 @@ def _run_eval(args) -> list[Path]:
     return outputs + [args.out]
 
 
-def _run_bench(args) -> list[Path]:
+def _bench(args):
     from USGenLib.echo.bench import bench_echo, format_bench_echo
 
-    result = bench_echo(weights_dir=args.weights_dir, clips=args.clips)
-    print(json.dumps(result) if args.json else format_bench_echo(result))
-    return []
+    return bench_echo(weights_dir=args.weights_dir, clips=args.clips), format_bench_echo

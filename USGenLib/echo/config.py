@@ -38,19 +38,20 @@ class EchoConfig:
     reid_planes: tuple[int, ...] = (16, 32, 64, 128)
     reid_dim: int = 64
     reid_batch: int = 32
-    reid_steps: int = 400
+    reid_steps: int = 1600
     reid_percentile: float = 95.0
     # LVFM (factorised space-time U-Net from MONAI blocks)
     lvfm_channels: tuple[int, ...] = (24, 48)
     lvfm_batch: int = 4
-    lvfm_steps: int = 1200
-    # labels: LV segmenter (MONAI UNet) and EF regressor (MONAI 3-D ResNet on half-resolution video)
+    lvfm_steps: int = 6000
+    # labels: LV segmenter (MONAI UNet) and EF regressor (a MONAI UNet per frame at half resolution; EF
+    # from the LV areas it finds)
     seg_channels: tuple[int, ...] = (8, 16, 32, 64)
     seg_batch: int = 16
     seg_steps: int = 1500
-    ef_planes: tuple[int, ...] = (8, 16, 32, 64)
+    ef_channels: tuple[int, ...] = (8, 16, 32, 64)
     ef_batch: int = 8
-    ef_steps: int = 500
+    ef_steps: int = 2500
     # sampling
     sample_steps: int = 8               # Euler steps (the paper: 100 on a GPU)
     guidance: float = 2.0
@@ -81,6 +82,6 @@ CONFIGS = {
                        lifm_channels=(8, 16, 16), lifm_attention=(False, False, True), lifm_batch=8, lifm_steps=6,
                        reid_planes=(8, 8, 16, 16), reid_dim=16, reid_batch=8, reid_steps=6,
                        lvfm_channels=(8, 16), lvfm_batch=2, lvfm_steps=6, seg_channels=(4, 8, 16), seg_batch=4,
-                       seg_steps=6, ef_planes=(4, 8, 8, 8), ef_batch=4, ef_steps=6, sample_steps=3),
+                       seg_steps=6, ef_channels=(4, 8, 8, 8), ef_batch=4, ef_steps=6, sample_steps=3),
     "default": EchoConfig(),
 }

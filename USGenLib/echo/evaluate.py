@@ -72,13 +72,13 @@ def label_figures(models: EchoModels, test: EchoCycles) -> dict[str, float]:
 
 @torch.no_grad()
 def regressor_features(models: EchoModels, videos: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(video features (N, F), frame features (2N, F): each video's first and middle frame as one-frame clips)."""
+    """(video features (N, 2F), frame features (2N, F): each video's first and middle frame)."""
     reg = models.ef
     vid, img = [], []
     for v in videos:
         x = video_tensor(v).to(models.device)
         vid.append(reg.features(x).cpu())
-        img.append(reg.features(x[:, :, [0, x.shape[2] // 2]].transpose(1, 2).reshape(2, 1, 1, *x.shape[-2:])).cpu())
+        img.append(reg.frame_features(x)[0, [0, x.shape[2] // 2]].cpu())
     return torch.cat(vid), torch.cat(img)
 
 
@@ -139,6 +139,10 @@ def evaluate(data: str | Path, weights_dir: str | Path | None = None, n: int = 6
                    "ef_adherence_r2": adherence["r2"], "ef_adherence_mae": adherence["mae"],
                    "ef_adherence_masks_r2": by_masks["r2"], "ef_adherence_masks_mae": by_masks["mae"],
                    "seconds_per_clip": float(np.mean([r["seconds"] for r in reports]))})
+    views = np.array([r["view"] for r in reports])
+    for view in VIEWS:                      # the views follow the EF unequally: one figure each
+        if (views == view).sum() >= 2:
+            result[f"ef_adherence_r2_{view}"] = ef_scores(regressed[views == view], requested[views == view])["r2"]
     rejections = sum(r["reid"]["rejections"] for r in reports)
     result["reid_fresh_rejection_rate"] = rejections / (n + rejections)
     result["reid_threshold"] = models.reid.threshold
@@ -179,6 +183,9 @@ ROWS = [("A-VAE reconstruction SSIM (test frames)", "avae_ssim", None),
         ("LV-mask adherence Dice (requested vs segmented ED)", "mask_dice", None),
         ("EF adherence R^2 (regressed vs requested, 20-80 %)", "ef_adherence_r2", None),
         ("EF adherence MAE % (regressed)", "ef_adherence_mae", None),
+        ("  R^2 of A4C clips alone", "ef_adherence_r2_A4C", None),
+        ("  R^2 of PSAX clips alone", "ef_adherence_r2_PSAX", None),
+        ("  R^2 of PLAX clips alone", "ef_adherence_r2_PLAX", None),
         ("EF adherence R^2 (EF of the segmented masks)", "ef_adherence_masks_r2", None),
         ("EF adherence MAE % (EF of the segmented masks)", "ef_adherence_masks_mae", None),
         ("Downstream EF R^2, trained on synthetic only", "downstream_synthetic_r2", "downstream_synthetic_r2"),
@@ -199,6 +206,8 @@ def format_eval(result: dict) -> str:
              f"{'figure':58s} {'USGen':>9s} {'paper':>9s}"]
     for label, key, paper in ROWS:
         ours = result.get(key)
+        if ours is None:                      # per-view rows of an evaluation with too few clips
+            continue
         theirs = result["paper"].get(paper) if paper else None
         lines.append(f"{label:58s} {ours:9.3f} {'' if theirs is None else f'{theirs:9.4g}':>9s}")
     return "\n".join(lines)

@@ -16,8 +16,9 @@ from torch import nn
 
 from USGenLib.echo.autoencoder import encode_frames, vae_discriminator
 from USGenLib.echo.config import CONFIGS, STAGES, EchoConfig
-from USGenLib.echo.data import EchoCycles, load_cycles
+from USGenLib.echo.data import EchoCycles, ef_balanced_weights, load_cycles
 from USGenLib.echo.flow import flow_pair
+from USGenLib.echo.labels import EFRegressor
 from USGenLib.echo.latents import latent_cycles
 from USGenLib.echo.models import EXTRA, NETWORKS, load_stage, network_name
 from USGenLib.echo.reid import privacy_threshold
@@ -25,9 +26,9 @@ from USGenLib.errors import UsgenInputError
 from USGenLib.nets import feature_matching_loss
 from USGenLib.progress import emit
 from USGenLib.train import distributed
-from USGenLib.train.devices import autocast, describe_device
+from USGenLib.train.devices import autocast
 from USGenLib.train.distributed import Rank, wrap
-from USGenLib.train.loop import LoopSettings, record_command, recorded_commands, run_loop
+from USGenLib.train.loop import LoopSettings, record_command, run_loop, training_card
 from USGenLib.train.weights import save_weights
 
 
@@ -225,10 +226,12 @@ def video_tensor(frames: torch.Tensor) -> torch.Tensor:
 
 class EFJob(_EchoJob):
     """EF regressor: videos of ``frames`` frames from a random phase (EF does not depend on where a clip
-    starts), mean squared error in units of 25 % EF.
+    starts). Loss: Dice + cross-entropy of every frame's LV map against the clip's LV mask (MONAI
+    DiceCELoss) plus 0.1 x the EF's squared error in units of 25 % EF.
 
-    The downstream test (echo eval) trains it on ``train_set`` (generated clips, or the training split)
-    with ``random_phase`` off: generated clips are videos from ED, not exact cycles to cut from."""
+    The downstream test (echo eval) trains it on ``train_set`` (generated clips with their segmented
+    masks, or the training split) with ``random_phase`` off: generated clips are videos from ED, not
+    exact cycles to cut from."""
 
     stage = "ef"
     supervised = True
@@ -239,20 +242,52 @@ class EFJob(_EchoJob):
         if train_set is not None:
             self.train_set = train_set
         self.random_phase = random_phase
+        self.weights = ef_balanced_weights(self.train_set.ef)
+        self.dice = DiceCELoss(sigmoid=True)
 
     def make_batch(self, step: int, rank: int) -> dict[str, torch.Tensor]:
+        """Video and masks go through one random pose together (T frames and T masks as channels)."""
         rng, _ = self.generators(step, rank)
-        idx = rng.integers(len(self.train_set), size=self.config.ef_batch)
-        videos = [self.train_set.clip(int(i), self.config.frames,
-                                      int(rng.integers(1 << 16)) if self.random_phase else 0)[0] for i in idx]
-        return {"video": torch.stack(videos)[:, None], "ef": self.train_set.ef[torch.from_numpy(idx)]}
+        idx = rng.choice(len(self.train_set), size=self.config.ef_batch, p=self.weights)
+        videos, masks = [], []
+        t = self.config.frames
+        for i in idx:
+            start = int(rng.integers(1 << 16)) if self.random_phase else 0
+            video, mask = self.train_set.clip(int(i), t, start)
+            both = self.augment(torch.cat([_frames(video), mask.float()]), int(rng.integers(1 << 31)), t)
+            videos.append(both[:t])
+            masks.append(both[t:])
+        return {"video": torch.stack(videos)[:, None], "masks": torch.stack(masks),
+                "ef": self.train_set.ef[torch.from_numpy(idx)]}
+
+    @staticmethod
+    def augment(stack: torch.Tensor, seed: int, frames: int) -> torch.Tensor:
+        """(T + T', H, W): T frames in [0, 1] then T' masks. One random pose for all (volume ratios do not
+        change with it), nearest-neighbour for the masks; blur and contrast for the frames only: the
+        regressor must also read generated clips, which the A-VAE decodes a little blurred."""
+        from monai.transforms import Compose, RandAdjustContrast, RandAffine, RandGaussianSmooth
+        from monai.utils import convert_to_tensor
+
+        pose = RandAffine(prob=0.8, rotate_range=0.2, scale_range=0.1, translate_range=6, padding_mode="zeros")
+        look = Compose([RandGaussianSmooth(sigma_x=(0.3, 1.2), sigma_y=(0.3, 1.2), prob=0.5),
+                        RandAdjustContrast(prob=0.5, gamma=(0.7, 1.5))])
+        pose.set_random_state(seed=seed)
+        look.set_random_state(seed=seed + 1)
+        pose.randomize(None)
+        video = convert_to_tensor(look(pose(stack[:frames], randomize=False)), track_meta=False).float().clamp(0, 1)
+        masks = convert_to_tensor(pose(stack[frames:], mode="nearest", randomize=False), track_meta=False).float()
+        return torch.cat([video, masks])
 
     def train_step(self, batch: dict, step: int) -> dict[str, float]:
         with autocast(self.device):
-            pred = self.net(_frames(batch["video"]).to(self.device)).float()
-        loss = F.mse_loss(pred / 25.0, batch["ef"].float().to(self.device) / 25.0)
-        self._step(loss)
-        return {"mse": loss.item()}
+            logits = self.net(batch["video"].to(self.device), per_frame=True)
+        logits = logits.float()
+        masks = F.avg_pool2d(batch["masks"].to(self.device), 2) > 0.5
+        dice = self.dice(logits.flatten(0, 1)[:, None], masks.flatten(0, 1)[:, None].float())
+        ef = F.mse_loss(EFRegressor.ef_of(self.model.log_volumes(logits)) / 25.0,
+                        batch["ef"].float().to(self.device) / 25.0)
+        self._step(0.1 * ef + dice)       # the maps carry the EF; at full weight its gradient stalls them
+        return {"mse": ef.item(), "dice": dice.item()}
 
     @torch.no_grad()
     def predict(self, cycles: EchoCycles) -> np.ndarray:
@@ -396,9 +431,13 @@ class LVFMJob(_FlowJob):
 
     stage = "lvfm"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ef_weights = ef_balanced_weights(self.train_set.ef)
+
     def make_batch(self, step: int, rank: int) -> dict[str, torch.Tensor]:
         rng, gen = self.generators(step, rank)
-        idx = rng.integers(len(self.train_set), size=self.config.lvfm_batch)
+        idx = rng.choice(len(self.train_set), size=self.config.lvfm_batch, p=self.ef_weights)
         video = torch.stack([self.video_latents(self.train_z, int(i)) for i in idx])
         x, t, target = flow_pair(video, gen)
         drop = rng.random((2, len(idx))) < self.config.cond_drop
@@ -433,7 +472,7 @@ class LVFMJob(_FlowJob):
 
 JOBS = {"avae": AVAEJob, "seg": SegJob, "ef": EFJob, "lifm": LIFMJob, "reid": ReIdJob, "lvfm": LVFMJob}
 TITLES = {"avae": "Echo A-VAE (AutoencoderKL 4f4 + PatchGAN)", "seg": "Echo LV segmenter (UNet)",
-          "ef": "Echo EF regressor (3-D ResNet)", "lifm": "Echo LIFM (latent image flow matching)",
+          "ef": "Echo EF regressor (per-frame UNet, EF from the LV volume ratio)", "lifm": "Echo LIFM (latent image flow matching)",
           "reid": "Echo ReId privacy filter", "lvfm": "Echo LVFM (latent video flow matching)"}
 
 
@@ -458,11 +497,10 @@ def train_stage(stage: str, data: Path, config: EchoConfig, run_dir: Path, weigh
         figures = job.validate(steps)
         extra = {EXTRA + k: v for k, v in job.extra().items()}
         state = {**job.model.state_dict(), **extra}
-        card = {"title": f"{TITLES[stage]} ({config.name})", "command": recorded_commands(run_dir),
-                "data": f"{data} ({job.data_note()})", "seed": seed, "steps": steps, "processes": rank.world_size,
-                "wall_time": f"{summary['seconds']:.0f} s of training ({time.perf_counter() - t0:.0f} s with data and export)",
-                "machine": describe_device(device), "parameters": sum(p.numel() for p in job.model.parameters()),
-                "figures": figures}
+        card = training_card(run_dir, summary, title=f"{TITLES[stage]} ({config.name})",
+                             data=f"{data} ({job.data_note()})", seed=seed, steps=steps, rank=rank, device=device,
+                             model=job.model, figures=figures,
+                             time_note=f"({time.perf_counter() - t0:.0f} s with data and export)")
         if stage in ("lifm", "reid", "lvfm"):
             card["avae"] = str(job.vae_path)
         emit({"stage": f"{stage} trained", **figures})

@@ -20,8 +20,8 @@ from USGenLib.nets.gated import batch_as_frames, frames_as_batch
 
 
 class SpaceTimeBlock(nn.Module):
-    """(B, C_in, T, h, w) + embedding (B, E) -> (B, C_out, T, h, w): a MONAI diffusion ResNet block on
-    every frame, then a residual temporal convolution (kernel 3 over time)."""
+    """(B, C_in, T, h, w) + per-frame embedding (B, T, E) -> (B, C_out, T, h, w): a MONAI diffusion ResNet
+    block on every frame, then a residual temporal convolution (kernel 3 over time)."""
 
     def __init__(self, in_channels: int, out_channels: int, emb: int, groups: int):
         super().__init__()
@@ -31,7 +31,7 @@ class SpaceTimeBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         b, _, t = x.shape[:3]
-        y = batch_as_frames(self.spatial(frames_as_batch(x), emb.repeat_interleave(t, 0)), b)
+        y = batch_as_frames(self.spatial(frames_as_batch(x), emb.reshape(b * t, -1)), b)
         return y + self.temporal(y)
 
 
@@ -55,6 +55,10 @@ class LatentVideoFlow(nn.Module):
 
     x (B, 4, T, h, w) at flow time t (B,) in [0, 1]; anatomy (B, 4, h, w) the ED-frame latent; ef (B,)
     percent; keep_anatomy, keep_ef (B,) bool (False drops that condition) -> (B, 4, T, h, w) velocity.
+
+    The EF enters every frame's embedding together with that frame's place in the clip: how far the
+    LV has contracted depends on both, and a per-frame embedding lets each block scale the wall's
+    motion directly instead of learning the product from a clip-wide one.
     """
 
     def __init__(self, config: EchoConfig):
@@ -64,9 +68,8 @@ class LatentVideoFlow(nn.Module):
         emb = 4 * c0
         self.c0 = c0
         self.time_mlp = nn.Sequential(nn.Linear(c0, emb), nn.SiLU(), nn.Linear(emb, emb))
-        self.ef_mlp = nn.Sequential(nn.Linear(c0, emb), nn.SiLU(), nn.Linear(emb, emb))
-        self.null_ef = nn.Parameter(torch.zeros(emb))
-        self.frame_pos = nn.Linear(c0, c0)       # where in the clip a frame lies (ES comes a set time after ED)
+        self.frame_mlp = nn.Sequential(nn.Linear(2 * c0, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.null_ef = nn.Parameter(torch.zeros(c0))
         self.inp = nn.Conv3d(2 * lat, c0, (1, 3, 3), padding=(0, 1, 1))
         self.down0 = SpaceTimeBlock(c0, c0, emb, g)
         self.downsample = nn.Conv3d(c0, c1, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
@@ -78,16 +81,21 @@ class LatentVideoFlow(nn.Module):
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
+    def embedding(self, t: torch.Tensor, ef: torch.Tensor, keep_ef: torch.Tensor, frames: int) -> torch.Tensor:
+        """(B, T, E): flow time + MLP(frame position, EF or the learned 'dropped' vector)."""
+        b = len(t)
+        ef_code = get_timestep_embedding(ef.float() * 10, self.c0)                # 0.1 % EF resolution
+        ef_code = torch.where(keep_ef[:, None], ef_code, self.null_ef.expand_as(ef_code))
+        pos = get_timestep_embedding(torch.arange(frames, device=t.device) * 30, self.c0)
+        joint = torch.cat([pos[None].expand(b, -1, -1), ef_code[:, None].expand(-1, frames, -1)], -1)
+        return self.time_mlp(get_timestep_embedding(t * TIME_SCALE, self.c0))[:, None] + self.frame_mlp(joint)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, anatomy: torch.Tensor, ef: torch.Tensor,
                 keep_anatomy: torch.Tensor, keep_ef: torch.Tensor) -> torch.Tensor:
         b, _, frames, h, w = x.shape
-        emb = self.time_mlp(get_timestep_embedding(t * TIME_SCALE, self.c0))
-        ef_emb = self.ef_mlp(get_timestep_embedding(ef.float() * 10, self.c0))   # 0.1 % EF resolution
-        emb = emb + torch.where(keep_ef[:, None], ef_emb, self.null_ef.expand_as(ef_emb))
+        emb = self.embedding(t, ef, keep_ef, frames)
         anat = anatomy * keep_anatomy.view(-1, 1, 1, 1).to(anatomy.dtype)
         y = self.inp(torch.cat([x, anat[:, :, None].expand(-1, -1, frames, -1, -1)], 1))
-        pos = self.frame_pos(get_timestep_embedding(torch.arange(frames, device=x.device), self.c0))
-        y = y + pos.t()[None, :, :, None, None]
         skip = self.down0(y, emb)
         y = self.mid(self.downsample(skip), emb)
         y = self.mid2(self.attn(y), emb)
