@@ -242,13 +242,13 @@ class EFJob(_EchoJob):
         if train_set is not None:
             self.train_set = train_set
         self.random_phase = random_phase
-        self.weights = ef_balanced_weights(self.train_set.ef)
-        self.dice = DiceCELoss(sigmoid=True)
+        self.ef_weights = ef_balanced_weights(self.train_set.ef)
+        self.mask_loss = DiceCELoss(sigmoid=True)
 
     def make_batch(self, step: int, rank: int) -> dict[str, torch.Tensor]:
         """Video and masks go through one random pose together (T frames and T masks as channels)."""
         rng, _ = self.generators(step, rank)
-        idx = rng.choice(len(self.train_set), size=self.config.ef_batch, p=self.weights)
+        idx = rng.choice(len(self.train_set), size=self.config.ef_batch, p=self.ef_weights)
         videos, masks = [], []
         t = self.config.frames
         for i in idx:
@@ -283,11 +283,11 @@ class EFJob(_EchoJob):
             logits = self.net(batch["video"].to(self.device), per_frame=True)
         logits = logits.float()
         masks = F.avg_pool2d(batch["masks"].to(self.device), 2) > 0.5
-        dice = self.dice(logits.flatten(0, 1)[:, None], masks.flatten(0, 1)[:, None].float())
+        mask_loss = self.mask_loss(logits.flatten(0, 1)[:, None], masks.flatten(0, 1)[:, None].float())
         ef = F.mse_loss(EFRegressor.ef_of(self.model.log_volumes(logits)) / 25.0,
                         batch["ef"].float().to(self.device) / 25.0)
-        self._step(0.1 * ef + dice)       # the maps carry the EF; at full weight its gradient stalls them
-        return {"mse": ef.item(), "dice": dice.item()}
+        self._step(0.1 * ef + mask_loss)       # the maps carry the EF; at full weight its gradient stalls them
+        return {"mse": ef.item(), "mask_dice_ce": mask_loss.item()}
 
     @torch.no_grad()
     def predict(self, cycles: EchoCycles) -> np.ndarray:
@@ -472,8 +472,9 @@ class LVFMJob(_FlowJob):
 
 JOBS = {"avae": AVAEJob, "seg": SegJob, "ef": EFJob, "lifm": LIFMJob, "reid": ReIdJob, "lvfm": LVFMJob}
 TITLES = {"avae": "Echo A-VAE (AutoencoderKL 4f4 + PatchGAN)", "seg": "Echo LV segmenter (UNet)",
-          "ef": "Echo EF regressor (per-frame UNet, EF from the LV volume ratio)", "lifm": "Echo LIFM (latent image flow matching)",
-          "reid": "Echo ReId privacy filter", "lvfm": "Echo LVFM (latent video flow matching)"}
+          "ef": "Echo EF regressor (per-frame UNet, EF from the LV volume ratio)",
+          "lifm": "Echo LIFM (latent image flow matching)", "reid": "Echo ReId privacy filter",
+          "lvfm": "Echo LVFM (latent video flow matching)"}
 
 
 def train_stage(stage: str, data: Path, config: EchoConfig, run_dir: Path, weights_out: Path, *, seed: int = 0,
