@@ -61,13 +61,18 @@ def files_in(folder: Path) -> list[str]:
     return sorted(p.name for p in Path(folder).iterdir())
 
 
+def tiny_dataset(tmp_path_factory, kind: str, n: int, size: str, frames: int) -> Path:
+    """A `usgen dataset KIND` folder of N small items, made once per fixture scope."""
+    out = tmp_path_factory.mktemp(f"{kind}_data") / kind
+    assert main(["dataset", kind, "--n", str(n), "--out", str(out), "--size", size, "--frames", str(frames),
+                 "--quiet"]) == 0
+    return out
+
+
 @pytest.fixture(scope="session")
 def cfd_tiny_data(tmp_path_factory) -> Path:
     """A 10-clip `usgen dataset cfd` folder at 64x64, 8 frames."""
-    out = tmp_path_factory.mktemp("cfd_data") / "cfd"
-    assert main(["dataset", "cfd", "--n", "10", "--out", str(out), "--size", "64x64", "--frames", "8",
-                 "--quiet"]) == 0
-    return out
+    return tiny_dataset(tmp_path_factory, "cfd", 10, "64x64", 8)
 
 
 @pytest.fixture(scope="session")
@@ -87,10 +92,7 @@ def cfd_clip_file(cfd_tiny_data) -> Path:
 @pytest.fixture(scope="session")
 def echo_tiny_data(tmp_path_factory) -> Path:
     """A 16-clip `usgen dataset echo` folder at 32x32, 8 frames (2 validation and 2 test clips)."""
-    out = tmp_path_factory.mktemp("echo_data") / "echo"
-    assert main(["dataset", "echo", "--n", "16", "--out", str(out), "--size", "32x32", "--frames", "8",
-                 "--quiet"]) == 0
-    return out
+    return tiny_dataset(tmp_path_factory, "echo", 16, "32x32", 8)
 
 
 @pytest.fixture(scope="session")

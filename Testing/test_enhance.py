@@ -16,18 +16,13 @@ from USGenLib.enhance.unpaired import RealFrames, domain_accuracy
 from USGenLib.io import read_cine, read_volume, write_seq_nrrd
 from USGenLib.metrics import frechet_distance, patch_kl
 from USGenLib.types import Cine
-from conftest import files_in
+from conftest import files_in, tiny_dataset
 
 
 @pytest.fixture(scope="module")
 def enhance_data(tmp_path_factory) -> Path:
     """An 8-sweep `usgen dataset enhance` folder at 64x64, 2 frames."""
-    from USGenLib.cli import main
-
-    out = tmp_path_factory.mktemp("enh_data") / "enh"
-    assert main(["dataset", "enhance", "--n", "8", "--out", str(out), "--size", "64x64", "--frames", "2",
-                 "--quiet"]) == 0
-    return out
+    return tiny_dataset(tmp_path_factory, "enhance", 8, "64x64", 2)
 
 
 @pytest.fixture(scope="module")

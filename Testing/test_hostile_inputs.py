@@ -4,8 +4,6 @@ problem, nothing in the output folder, and a small peak memory. The files are ma
 
 from __future__ import annotations
 
-import json
-import os
 
 import numpy as np
 import pytest

@@ -50,7 +50,6 @@ def avae_figures(models: EchoModels, test: EchoCycles, every: int = 4) -> dict[s
 
 
 @torch.no_grad()
-@torch.no_grad()
 def label_figures(models: EchoModels, test: EchoCycles) -> dict[str, float]:
     """How well the labelling networks measure real (phantom) test clips: the regressor's EF and the EF of
     the segmenter's masks against the true EF, and the segmenter's Dice."""

@@ -12,7 +12,6 @@ time) so a long sequence streams.
 from __future__ import annotations
 
 import bz2
-import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
