@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from USGenLib.datasets.echonet import read_echonet_filelist
 from USGenLib.echo.autoencoder import encode_frames
+from USGenLib.echo.calibration import conditioning_ef, fit_calibration
 from USGenLib.echo.config import CONFIGS, STAGES
 from USGenLib.echo.data import ef_balanced_weights, load_cycles
 from USGenLib.echo.generate import generate_clip
@@ -59,7 +60,7 @@ def test_train_all_writes_weights_cards_and_logs(echo_tiny_data, echo_tiny_weigh
 def test_generate_writes_clips_slicer_loads(usgen, echo_tiny_weights, tmp_path):
     out = tmp_path / "gen"
     r = usgen("echo", "generate", "--view", "PSAX", "--ef", "40", "--n", "2", "--frames", "12", "--seed", "3",
-              "--weights-dir", echo_tiny_weights, "--out", out, "--quiet")
+              "--candidates", "3", "--weights-dir", echo_tiny_weights, "--out", out, "--quiet")
     assert r.code == 0, r.err
     rows = (out / "manifest.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("id,view,requested_ef")
@@ -81,8 +82,12 @@ def test_generate_writes_clips_slicer_loads(usgen, echo_tiny_weights, tmp_path):
         assert again["ef"] == pytest.approx(report["mask_ef"]) and again["ed_frame"] == report["ed_frame"]
         assert again["es_frame"] == report["es_frame"]
         assert report["requested_ef"] == 40 and report["view"] == "PSAX" and report["reid"]["rejections"] >= 0
+        assert 1 <= len(report["candidate_mask_efs"]) <= 3 and report["mask_ef"] in report["candidate_mask_efs"]
+        assert int(line.split(",")[9]) == len(report["candidate_mask_efs"])      # the manifest's candidates column
     files = read_echonet_filelist(out / "echonet")
-    assert [f["EF"] for f in files] == [40.0, 40.0] and all(f["NumberOfFrames"] == 12 for f in files)
+    regressed = [json.loads((out / f["FileName"] / "report.json").read_text())["regressed_ef"] for f in files]
+    assert [f["EF"] for f in files] == pytest.approx(regressed, abs=0.01)       # relabelled, as the paper does
+    assert all(f["NumberOfFrames"] == 12 for f in files)
     assert len(list((out / "echonet" / "Videos").glob("*.avi"))) == 2
     assert [p for p in files_in(tmp_path) if p.startswith(".")] == []
 
@@ -148,6 +153,40 @@ def test_guidance_changes_the_clip(models):
     assert (plain.frames != guided.frames).mean() > 0.01
 
 
+def test_ef_calibration_inverts_each_views_line_within_the_training_efs():
+    cond = np.array([20.0, 40, 60, 80] * 3)
+    views = np.repeat([0, 1, 2], 4)
+    measured = np.where(views == 0, 0.7 * cond + 13, np.where(views == 1, cond - 8, 0.05 * cond + 40))
+    cal = fit_calibration(cond, measured, views, 3)
+    assert torch.allclose(cal[0], torch.tensor([0.7, 13.0]), atol=1e-4)
+    assert torch.allclose(cal[2], torch.tensor([1.0, 0.0]))            # flat: the EF barely acts, no map
+    ef_range = torch.tensor([15.0, 76.0])
+    assert conditioning_ef(cal, ef_range, 0, 48.0) == pytest.approx(50.0, abs=1e-3)
+    assert conditioning_ef(cal, ef_range, 1, 42.0) == pytest.approx(50.0, abs=1e-3)
+    assert conditioning_ef(cal, ef_range, 0, 90.0) == pytest.approx(76.0)   # clipped to what training held
+    assert conditioning_ef(None, None, 0, 33.0) == 33.0
+    one_ef = fit_calibration(np.full(4, 50.0), np.arange(4.0), np.zeros(4, int), 1)
+    assert torch.equal(one_ef, torch.tensor([[1.0, 0.0]]))
+
+
+def test_lvfm_weights_carry_their_ef_calibration(models):
+    assert models.ef_calibration.shape == (3, 2) and models.ef_range.shape == (2,)
+    assert 5 <= float(models.ef_range[0]) <= float(models.ef_range[1]) <= 95
+
+
+def test_candidates_are_drawn_until_the_masks_show_the_ef(models):
+    """The kept video is the candidate whose LV-mask EF is closest to the request; drawing stops at the
+    first within the tolerance, and one candidate keeps the first."""
+    _, lv, many = generate_clip(models, "A4C", 55.0, 8, 4, 0, 3, 2.0, candidates=6)
+    efs = many["candidate_mask_efs"]
+    assert 1 <= len(efs) <= 6 and many["mask_ef"] == min(efs, key=lambda e: abs(e - 55.0))
+    assert all(abs(e - 55.0) > models.config.ef_tolerance for e in efs[:-1])
+    assert len(efs) == 6 or abs(efs[-1] - 55.0) <= models.config.ef_tolerance
+    assert mask_ef(lv.frames, "A4C", many["pixel_mm"])["ef"] == pytest.approx(many["mask_ef"])
+    _, _, one = generate_clip(models, "A4C", 55.0, 8, 4, 0, 3, 2.0, candidates=1)
+    assert one["candidate_mask_efs"] == efs[:1]
+
+
 def test_reid_rejects_training_copies_and_threshold_is_the_95th_percentile(models, echo_tiny_data):
     train = load_cycles(str(echo_tiny_data), "train", models.config.size)
     z = encode_frames(models.vae, torch.stack([c[0] for c in train.cycles]))
@@ -168,9 +207,11 @@ def test_eval_and_bench_report_their_figures(usgen, echo_tiny_data, echo_tiny_we
     assert result["reid_planted_exact_caught"] == 1.0
     assert 0 <= result["reid_fresh_rejection_rate"] < 1 and 0 <= result["mask_dice"] <= 1
     assert -1 <= result["avae_ssim"] <= 1 and result["avae_psnr"] > 0 and result["frechet_video"] >= 0
-    for name in ("synthetic", "real"):
+    for name in ("synthetic", "synthetic_requested", "real"):
         assert result[f"downstream_{name}_mae"] > 0 and result[f"downstream_{name}_rmse"] >= result[f"downstream_{name}_mae"]
     assert "Downstream EF R^2, trained on synthetic only" in r.out
+    assert 1 <= result["candidates_drawn_mean"] <= CONFIGS["tiny"].ef_candidates
+    assert set(result["ef_calibration"]) == {"A4C", "PSAX", "PLAX"} and "LVFM EF calibration" in r.out
     b = usgen("bench", "echo", "--weights-dir", echo_tiny_weights, "--clips", "1", "--json", "--quiet")
     assert b.code == 0, b.err
     bench = json.loads(b.out)

@@ -35,6 +35,9 @@ def add_commands(sub, common) -> None:
     g.add_argument("--steps", type=int_in(1, 1000), help="Euler steps (default: the weights' config, 8)")
     g.add_argument("--guidance", type=finite(0, 20), help="classifier-free guidance (default: the weights' config, "
                                                           "2; 1 = conditional only, 0 = unconditional)")
+    g.add_argument("--candidates", type=int_in(1, 64),
+                   help="videos drawn at most per clip until one's LV masks show the EF asked (default: the "
+                        "weights' config, 4; 1 = keep the first)")
     g.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="auto: CUDA when present")
     g.add_argument("--weights-dir", type=Path, help="folder of <stage>.safetensors (default: the bundled weights)")
     g.add_argument("--out", type=Path, required=True, help="output folder (its clips appear at once)")
@@ -52,7 +55,8 @@ def add_commands(sub, common) -> None:
     t.add_argument("--out", type=Path, required=True, help="run folder")
     t.add_argument("--steps", type=int_in(1, 10**9), help="steps of each stage (default: the config's)")
     t.add_argument("--weights-dir", type=Path,
-                   help="where lifm, reid and lvfm find the A-VAE (default: the bundled one; `all`: RUN_DIR)")
+                   help="where lifm, reid and lvfm find the A-VAE, and lvfm the segmenter its EF calibration "
+                        "uses (default: the bundled ones; `all`: RUN_DIR)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoints in RUN_DIR")
     t.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0)
     t.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
@@ -93,7 +97,8 @@ def _run_generate(args) -> list[Path]:
     models = load_models(args.weights_dir, resolve_device(args.device))
     steps = args.steps or models.config.sample_steps
     guidance = models.config.guidance if args.guidance is None else args.guidance
-    return generate_to_folder(models, args.out, args.view, args.ef, args.n, args.frames, args.seed, steps, guidance)
+    return generate_to_folder(models, args.out, args.view, args.ef, args.n, args.frames, args.seed, steps, guidance,
+                              args.candidates)
 
 
 def _run_train(args) -> list[Path]:

@@ -44,6 +44,7 @@ class EchoConfig:
     lvfm_channels: tuple[int, ...] = (24, 48)
     lvfm_batch: int = 4
     lvfm_steps: int = 6000
+    calibration_clips: int = 24         # validation hearts the LVFM's EF calibration is measured on
     # labels: LV segmenter (MONAI UNet) and EF regressor (a MONAI UNet per frame at half resolution; EF
     # from the LV areas it finds)
     seg_channels: tuple[int, ...] = (8, 16, 32, 64)
@@ -55,6 +56,8 @@ class EchoConfig:
     # sampling
     sample_steps: int = 8               # Euler steps (the paper: 100 on a GPU)
     guidance: float = 2.0
+    ef_candidates: int = 4              # videos drawn at most per clip, until one's LV masks show the EF asked
+    ef_tolerance: float = 2.5           # ... within this many EF points (else the closest is kept)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -82,6 +85,7 @@ CONFIGS = {
                        lifm_channels=(8, 16, 16), lifm_attention=(False, False, True), lifm_batch=8, lifm_steps=6,
                        reid_planes=(8, 8, 16, 16), reid_dim=16, reid_batch=8, reid_steps=6,
                        lvfm_channels=(8, 16), lvfm_batch=2, lvfm_steps=6, seg_channels=(4, 8, 16), seg_batch=4,
-                       seg_steps=6, ef_channels=(4, 8, 8, 8), ef_batch=4, ef_steps=6, sample_steps=3),
+                       seg_steps=6, ef_channels=(4, 8, 8, 8), ef_batch=4, ef_steps=6, sample_steps=3,
+                       calibration_clips=3, ef_candidates=2),
     "default": EchoConfig(),
 }

@@ -3,8 +3,11 @@
 Per clip: an ED LV mask of the requested view is drawn from the LIFM's bank; the LIFM samples the
 anatomy latent for it (view and mask, classifier-free guidance); the ReId filter rejects candidates
 too close to a training heart and they are redrawn; the LVFM animates the anatomy at the requested
-EF; the A-VAE decodes every frame once; the segmenter labels each frame and the EF regressor the
-video. Geometry: square pixels of the training data's size, frame times at its frame rate.
+EF (through its calibration, echo/calibration.py); the A-VAE decodes the video and the segmenter
+labels each frame. The LVFM's contraction varies with its noise, so further videos are drawn until
+one's LV masks show the requested EF within ``ef_tolerance`` (at most ``ef_candidates``; the closest
+is kept). The EF regressor labels the kept video. Geometry: square pixels of the training data's
+size, frame times at its frame rate.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ import torch
 from USGenLib.datasets.echonet import write_echonet_tables
 from USGenLib.datasets.lv_measure import disc_tracing
 from USGenLib.echo.autoencoder import decode_frames
+from USGenLib.echo.calibration import conditioning_ef
 from USGenLib.echo.config import VIEWS
 from USGenLib.echo.flow import euler_sample
 from USGenLib.echo.labels import mask_ef, segment_frames
 from USGenLib.echo.models import EchoModels
+from USGenLib.echo.video_flow import LatentVideoFlow
 from USGenLib.errors import UsgenInputError
 from USGenLib.progress import progress
 from USGenLib.types import Cine
@@ -66,18 +71,19 @@ def sample_anatomy(models: EchoModels, view: int, gen: torch.Generator, steps: i
 
 
 @torch.no_grad()
-def sample_video(models: EchoModels, anatomy: torch.Tensor, ef: float, frames: int, gen: torch.Generator,
+def sample_video(lvfm: LatentVideoFlow, anatomy: torch.Tensor, ef: float, frames: int, gen: torch.Generator,
                  steps: int, guidance: float) -> torch.Tensor:
-    """(4, T, h, w) latent video. The guidance's unconditional branch keeps the anatomy and drops the EF:
-    the paper's Table 6 shows dropping the anatomy there degrades the video, so guidance sharpens the EF."""
-    dev, c = models.device, models.config
-    noise = torch.randn((1, c.latent_channels, frames, c.latent_size, c.latent_size), generator=gen).to(dev)
+    """(4, T, h, w) latent video of one anatomy (4, h, w), conditioned on ``ef``. The guidance's
+    unconditional branch keeps the anatomy and drops the EF: the paper's Table 6 shows dropping the
+    anatomy there degrades the video, so guidance sharpens the EF."""
+    lat, h, w = anatomy.shape
+    noise = torch.randn((1, lat, frames, h, w), generator=gen).to(anatomy.device)
     a = anatomy[None]
-    e = torch.tensor([float(ef)], device=dev)
+    e = torch.tensor([float(ef)], device=anatomy.device)
 
     def velocity(x, t, keep):
         n = len(x)
-        return models.lvfm(x, t, a.expand(n, -1, -1, -1), e.expand(n), torch.ones_like(keep), keep)
+        return lvfm(x, t, a.expand(n, -1, -1, -1), e.expand(n), torch.ones_like(keep), keep)
 
     return euler_sample(velocity, noise, steps, guidance)[0]
 
@@ -90,8 +96,9 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 @torch.no_grad()
 def generate_clip(models: EchoModels, view: str, ef: float, frames: int, seed: int, index: int, steps: int,
-                  guidance: float) -> tuple[Cine, Cine, dict]:
-    """(cine uint8, LV label cine, report) of one clip."""
+                  guidance: float, candidates: int | None = None) -> tuple[Cine, Cine, dict]:
+    """(cine uint8, LV label cine, report) of one clip; at most ``candidates`` videos drawn (default: the
+    config's)."""
     clock = [time.perf_counter()]
 
     def lap() -> float:
@@ -101,14 +108,21 @@ def generate_clip(models: EchoModels, view: str, ef: float, frames: int, seed: i
     gen = clip_generator(seed, index)
     anatomy, requested, rejections, similarity = sample_anatomy(models, VIEWS.index(view), gen, steps, guidance)
     timings = {"anatomy": lap()}
-    video = sample_video(models, anatomy, ef, frames, gen, steps, guidance)
-    timings["video"] = lap()
-    pixels = decode_frames(models.vae, video.transpose(0, 1))              # (T, H, W) in [0, 1]
-    timings["decode"] = lap()
-    masks = segment_frames(models.seg, pixels)
+    c = models.config
+    cond = conditioning_ef(models.ef_calibration, models.ef_range, VIEWS.index(view), ef)
+    drawn = []
+    # in turn, not as one batch: most clips stop at the first or second, and a batch of two cost 2.6 x one on the CPU
+    for _ in range(candidates or c.ef_candidates):
+        video = sample_video(models.lvfm, anatomy, cond, frames, gen, steps, guidance)
+        pixels = decode_frames(models.vae, video.transpose(0, 1))          # (T, H, W) in [0, 1]
+        masks = segment_frames(models.seg, pixels)
+        drawn.append((pixels, masks, mask_ef(masks, view, models.pixel_mm)))
+        if abs(drawn[-1][2]["ef"] - ef) <= c.ef_tolerance:
+            break
+    pixels, masks, measured = min(drawn, key=lambda d: abs(d[2]["ef"] - ef))
+    timings["videos"] = lap()          # sampled, decoded and segmented
     regressed = float(models.ef(pixels[None, None]).item())
-    measured = mask_ef(masks, view, models.pixel_mm)
-    timings["labels"] = lap()
+    timings["regress"] = lap()
     cine = Cine((pixels.cpu().numpy() * 255).round().astype(np.uint8),
                 spacing=(models.pixel_mm, models.pixel_mm, 1.0), times=np.arange(frames) / models.fps,
                 meta={"modality": "US", "source": "usgen echo generate (synthetic)", "view": view})
@@ -118,7 +132,8 @@ def generate_clip(models: EchoModels, view: str, ef: float, frames: int, seed: i
               "ed_frame": measured["ed_frame"], "es_frame": measured["es_frame"],
               "mask_edv_ml": measured["edv"], "mask_esv_ml": measured["esv"], "frames": frames,
               "fps": models.fps, "pixel_mm": models.pixel_mm, "seed": seed, "index": index, "steps": steps,
-              "guidance": guidance, "mask_dice": dice(requested.numpy(), masks[0]),
+              "guidance": guidance, "conditioning_ef": cond, "candidate_mask_efs": [d[2]["ef"] for d in drawn],
+              "mask_dice": dice(requested.numpy(), masks[0]),
               "reid": {"rejections": rejections, "similarity": similarity, "threshold": models.reid.threshold},
               "seconds": clock[-1] - clock[0], "timings": timings}
     return cine, lv, report
@@ -126,32 +141,34 @@ def generate_clip(models: EchoModels, view: str, ef: float, frames: int, seed: i
 
 def _manifest_text(rows: list[dict]) -> str:
     cols = ("id", "view", "requested_ef", "regressed_ef", "mask_ef", "ed_frame", "es_frame", "mask_dice",
-            "reid_rejections", "frames", "fps", "seed")
+            "reid_rejections", "candidates", "frames", "fps", "seed")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(cols)
     for r in rows:
         writer.writerow([r["id"], r["view"], f"{r['requested_ef']:.2f}", f"{r['regressed_ef']:.2f}",
                          f"{r['mask_ef']:.2f}", r["ed_frame"], r["es_frame"], f"{r['mask_dice']:.4f}",
-                         r["reid"]["rejections"], r["frames"], f"{r['fps']:.4f}", r["seed"]])
+                         r["reid"]["rejections"], len(r["candidate_mask_efs"]), r["frames"], f"{r['fps']:.4f}",
+                         r["seed"]])
     return buf.getvalue()
 
 
 def echonet_row(name: str, cine: Cine, lv: Cine, report: dict) -> dict:
-    """A FileList/VolumeTracings row (see datasets/echonet.py): the requested EF is the label (what the
-    clip was generated to show, as the paper labels its synthetic sets); volumes and tracings from the masks."""
+    """A FileList/VolumeTracings row (see datasets/echonet.py): the EF regressor's EF is the label, as the
+    paper relabels its synthetic sets (section 4.6: it corrects what the video model missed); volumes and
+    tracings from the masks."""
     tracings = []
     for frame in (report["es_frame"], report["ed_frame"]):      # EchoNet's order: ES first, ED last
         tr = disc_tracing(lv.frames[frame].astype(bool))
         if tr is not None:
             tracings += [(name + ".avi", *row, frame) for row in tr.rows()]
-    return {"_filename": name, "ef": report["requested_ef"], "esv": report["mask_esv_ml"],
+    return {"_filename": name, "ef": report["regressed_ef"], "esv": report["mask_esv_ml"],
             "edv": report["mask_edv_ml"], "height": cine.height, "width": cine.width, "fps": report["fps"],
             "frames": cine.num_frames, "split": "train", "_tracings": tracings}
 
 
 def generate_to_folder(models: EchoModels, out: str | Path, view: str, ef: float, n: int, frames: int, seed: int,
-                       steps: int, guidance: float) -> list[Path]:
+                       steps: int, guidance: float, candidates: int | None = None) -> list[Path]:
     """Write the clips, OUT/manifest.csv and OUT/echonet/ (EchoNet-Dynamic layout); all appear at once."""
     from USGenLib.io import write_cine, write_seq_nrrd
     from USGenLib.io.atomic import atomic_folder, atomic_write_text
@@ -160,7 +177,7 @@ def generate_to_folder(models: EchoModels, out: str | Path, view: str, ef: float
     with atomic_folder(out) as tmp, progress(n, "generate", unit="clip") as bar:
         (tmp / "echonet" / "Videos").mkdir(parents=True)
         for i in range(n):
-            cine, lv, report = generate_clip(models, view, ef, frames, seed, i, steps, guidance)
+            cine, lv, report = generate_clip(models, view, ef, frames, seed, i, steps, guidance, candidates)
             name = f"{view.lower()}_ef{ef:g}_seed{seed}_{i:03d}"
             report = {"id": name, **report, "device": str(models.device),
                       "weights": {k: str(p) for k, p in models.files.items()}}

@@ -1,7 +1,7 @@
 """Building and loading the six echo networks: ``<stage>.safetensors`` in a weights folder (the
 bundled Resources/weights/echo by default), each with the config it was trained with and, where a
 stage needs them, extra tensors: the LIFM's bank of ED masks, the ReId training embeddings and
-threshold, the frame rate and pixel size of the training data."""
+threshold, the frame rate, pixel size and EF range of the training data and the LVFM's EF calibration."""
 
 from __future__ import annotations
 
@@ -71,6 +71,8 @@ class EchoModels:
     pixel_mm: float
     files: dict[str, Path]
     device: torch.device
+    ef_calibration: torch.Tensor | None = None   # (views, 2) the LVFM's EF line per view (echo/calibration.py)
+    ef_range: torch.Tensor | None = None         # (2,) the training data's EF range
 
 
 def load_models(weights_dir: str | Path | None = None, device: torch.device | str = "cpu") -> EchoModels:
@@ -85,4 +87,5 @@ def load_models(weights_dir: str | Path | None = None, device: torch.device | st
                       PrivacyFilter(reid, reid_extra["bank"].float().cpu(), float(reid_extra["threshold"])),
                       loaded["lvfm"][0], loaded["seg"][0], loaded["ef"][0], loaded["lvfm"][1],
                       lifm_extra["mask_bank"].cpu(), lifm_extra["bank_views"].cpu(), float(lvfm_extra["fps"]),
-                      float(lvfm_extra["pixel_mm"]), {s: v[3] for s, v in loaded.items()}, torch.device(device))
+                      float(lvfm_extra["pixel_mm"]), {s: v[3] for s, v in loaded.items()}, torch.device(device),
+                      lvfm_extra.get("ef_calibration"), lvfm_extra.get("ef_range"))

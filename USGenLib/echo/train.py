@@ -14,11 +14,13 @@ import torch.nn.functional as F
 from monai.losses import DiceCELoss, PatchAdversarialLoss
 from torch import nn
 
-from USGenLib.echo.autoencoder import encode_frames, vae_discriminator
-from USGenLib.echo.config import CONFIGS, STAGES, EchoConfig
+from USGenLib.echo.autoencoder import decode_frames, encode_frames, vae_discriminator
+from USGenLib.echo.calibration import GRID, fit_calibration
+from USGenLib.echo.config import CONFIGS, STAGES, VIEWS, EchoConfig
 from USGenLib.echo.data import EchoCycles, ef_balanced_weights, load_cycles
 from USGenLib.echo.flow import flow_pair
-from USGenLib.echo.labels import EFRegressor
+from USGenLib.echo.generate import sample_video
+from USGenLib.echo.labels import EFRegressor, mask_ef, segment_frames
 from USGenLib.echo.latents import latent_cycles
 from USGenLib.echo.models import EXTRA, NETWORKS, load_stage, network_name
 from USGenLib.echo.reid import privacy_threshold
@@ -307,13 +309,13 @@ class _LatentJob(_EchoJob):
 
     def __init__(self, data, config, seed, device, rank, weights_dir=None, cache_dir: Path | None = None):
         super().__init__(data, config, seed, device, rank, weights_dir)
-        vae, vae_config, _, vae_path = load_stage("avae", weights_dir, device)
+        self.vae, vae_config, _, vae_path = load_stage("avae", weights_dir, device)
         if (vae_config.size, vae_config.latent_channels) != (config.size, config.latent_channels):
             raise UsgenInputError(vae_path, f"A-VAE for {vae_config.size}-pixel frames, this config needs {config.size}")
         self.vae_path = vae_path
         folder = cache_dir or vae_path.parent
-        self.train_z = latent_cycles(vae, vae_path, self.train_set, "train", folder)
-        self.val_z = latent_cycles(vae, vae_path, self.val_set, "val", folder)
+        self.train_z = latent_cycles(self.vae, vae_path, self.train_set, "train", folder)
+        self.val_z = latent_cycles(self.vae, vae_path, self.val_set, "val", folder)
 
     def video_latents(self, zs: list[torch.Tensor], i: int, start: int = 0) -> torch.Tensor:
         """(4, T, h, w) latents of clip i's video of ``frames`` frames from ``start`` after ED."""
@@ -427,13 +429,15 @@ class ReIdJob(_LatentJob):
 
 class LVFMJob(_FlowJob):
     """LVFM: rectified flow on latent videos from ED, conditioned on the ED-frame latent and the EF;
-    each condition dropped independently with probability ``cond_drop``."""
+    each condition dropped independently with probability ``cond_drop``. At export, its EF calibration
+    (echo/calibration.py) is measured with the segmenter of the same weights folder."""
 
     stage = "lvfm"
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, data, config, seed, device, rank, weights_dir=None, cache_dir=None):
+        super().__init__(data, config, seed, device, rank, weights_dir, cache_dir)
         self.ef_weights = ef_balanced_weights(self.train_set.ef)
+        self.seg = load_stage("seg", weights_dir, device)[0]
 
     def make_batch(self, step: int, rank: int) -> dict[str, torch.Tensor]:
         rng, gen = self.generators(step, rank)
@@ -464,10 +468,33 @@ class LVFMJob(_FlowJob):
         self.model.train()
         return {"val_flow_mse": loss}
 
+    @torch.no_grad()
+    def calibration(self, pixel_mm: float) -> torch.Tensor:
+        """(views, 2) measured-vs-conditioned EF line per view: the first ``calibration_clips`` validation
+        hearts, each animated at every EF of the grid with the config's steps and guidance."""
+        c = self.config
+        self.model.eval()
+        gen = torch.Generator().manual_seed(self.seed)
+        conditioned, measured, views = [], [], []
+        for i in range(min(c.calibration_clips, len(self.val_set))):
+            view = int(self.val_set.views[i])
+            for ef in GRID:
+                video = sample_video(self.model, self.val_z[i][0].to(self.device), ef, c.frames, gen,
+                                     c.sample_steps, c.guidance)
+                masks = segment_frames(self.seg, decode_frames(self.vae, video.transpose(0, 1)))
+                conditioned.append(ef)
+                measured.append(mask_ef(masks, VIEWS[view], pixel_mm)["ef"])
+                views.append(view)
+        self.model.train()
+        return fit_calibration(np.array(conditioned), np.array(measured), np.array(views), len(VIEWS))
+
     def extra(self) -> dict[str, torch.Tensor]:
-        """The frame rate and pixel size generated clips are written with: the training data's medians."""
-        return {"fps": torch.tensor(float(np.median(self.train_set.fps))),
-                "pixel_mm": torch.tensor(float(np.median(self.train_set.pixel_mm)))}
+        """The frame rate and pixel size generated clips are written with (the training data's medians),
+        the training EF range and the EF calibration."""
+        pixel_mm = float(np.median(self.train_set.pixel_mm))
+        ef = self.train_set.ef
+        return {"fps": torch.tensor(float(np.median(self.train_set.fps))), "pixel_mm": torch.tensor(pixel_mm),
+                "ef_range": torch.stack([ef.min(), ef.max()]).float(), "ef_calibration": self.calibration(pixel_mm)}
 
 
 JOBS = {"avae": AVAEJob, "seg": SegJob, "ef": EFJob, "lifm": LIFMJob, "reid": ReIdJob, "lvfm": LVFMJob}
