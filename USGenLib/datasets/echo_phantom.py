@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from USGenLib.datasets.heart import BeatingHeart, HeartParams, tissue_labels
+from USGenLib.datasets.item_files import item_id, write_item_json
 from USGenLib.datasets.lv_measure import disc_tracing
 from USGenLib.types import Cine, Volume
 
@@ -228,7 +229,6 @@ def simulate_echo(rng: np.random.Generator, size: tuple[int, int] = (112, 112), 
 def write_echo_item(job: dict, rng: np.random.Generator, folder: Path) -> dict:
     """cine.seq.nrrd, lv_mask.seq.nrrd, item.json; the AVI into ROOT/echonet/Videos; returns the row
     (with ``_tracings``: VolumeTracings rows for the ES and ED frames)."""
-    from USGenLib.datasets.items import _json
     from USGenLib.io import write_cine
 
     if os.environ.get("USGEN_WORKER"):
@@ -240,9 +240,7 @@ def write_echo_item(job: dict, rng: np.random.Generator, folder: Path) -> dict:
     write_cine(clip.cine, folder / "cine.seq.nrrd")
     write_cine(clip.lv_mask, folder / "lv_mask.seq.nrrd", labels=True)
     info = dict(clip.info, ef=clip.ef, edv=clip.edv, esv=clip.esv, ed_frame=clip.ed_frame, es_frame=clip.es_frame)
-    _json(folder / "item.json", info)
-    from USGenLib.datasets.generate import item_id
-
+    write_item_json(folder / "item.json", info)
     name = item_id("echo", job["index"])
     videos = Path(job["root"]) / "echonet" / "Videos"
     if videos.is_dir():

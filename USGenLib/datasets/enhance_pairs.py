@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from USGenLib.datasets.item_files import write_item_json
 from USGenLib.io import write_cine, write_volume
 from USGenLib.simulation import Simulator, make_phantom, make_probe, sweep_poses
 
@@ -50,13 +51,11 @@ def make_enhance_pair(rng: np.random.Generator, size: tuple[int, int], frames: i
 
 def write_enhance_item(job: dict, rng: np.random.Generator, folder: Path) -> dict:
     """lq/hq/labels/attenuation .seq.nrrd, fov_mask.nrrd and item.json into ``folder``; the manifest row."""
-    from USGenLib.datasets.items import _json
-
     pair = make_enhance_pair(rng, tuple(job["size"]), job["frames"])
     for name in ("lq", "hq", "labels", "attenuation"):
         write_cine(pair[name], folder / f"{name}.seq.nrrd", labels=name == "labels")
     write_volume(pair["fov_mask"], folder / "fov_mask.nrrd")
-    _json(folder / "item.json", pair["info"])
+    write_item_json(folder / "item.json", pair["info"])
     t, h, w = pair["hq"].frames.shape
     return {"frames": t, "height": h, "width": w, "fps": pair["hq"].fps or 0.0, "phantom": pair["info"]["phantom"],
             "probe": pair["info"]["probe"]["kind"], "quality_pair": "low/high"}

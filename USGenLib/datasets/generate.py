@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from USGenLib import progress as _progress
+from USGenLib.datasets.item_files import item_id
 from USGenLib.datasets.layouts.manifest import (KINDS, MANIFEST_NAME, assign_splits, coverage_quartiles,
                                                 manifest_columns, write_manifest)
 from USGenLib.errors import UsgenInputError
@@ -81,10 +82,6 @@ class DatasetRequest:
 
 def item_rng(seed: int, kind: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), KIND_CODES[kind], int(index)]))
-
-
-def item_id(kind: str, index: int) -> str:
-    return f"{kind}_{index:06d}"
 
 
 def _check_out(out: Path) -> None:

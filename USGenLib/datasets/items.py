@@ -7,28 +7,13 @@ start with an underscore are for the layout writers (e.g. EchoNet tracings) and 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from USGenLib.datasets.cfd_scene import COVERAGE_STRATA, make_cfd_clip
+from USGenLib.datasets.item_files import write_item_json
 from USGenLib.io import write_cine
-from USGenLib.io.atomic import atomic_write_text
-
-
-def _json(path: Path, obj: dict) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, default=_jsonable) + "\n")
-
-
-def _jsonable(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"not JSON-serialisable: {type(o)}")
 
 
 def write_cfd_item(job: dict, rng: np.random.Generator, folder: Path) -> dict:
@@ -39,7 +24,7 @@ def write_cfd_item(job: dict, rng: np.random.Generator, folder: Path) -> dict:
     write_cine(clip.cfd, folder / "cfd.seq.nrrd")
     write_cine(clip.bmode, folder / "bmode.seq.nrrd")
     write_cine(clip.mask, folder / "mask.seq.nrrd", labels=True)
-    _json(folder / "item.json", clip.info)
+    write_item_json(folder / "item.json", clip.info)
     t, h, w = clip.mask.frames.shape
     return {"frames": t, "height": h, "width": w, "fps": clip.cfd.fps or 0.0, "coverage": clip.coverage,
             "target_coverage": target, "scene": clip.info["scene"], "mode": clip.info["settings"]["mode"],

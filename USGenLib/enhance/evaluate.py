@@ -127,7 +127,7 @@ def evaluate(data: str | Path, weights: list[str | Path] | None = None, anatomy_
     variant (or file name when two share a variant)."""
     from USGenLib.enhance.apply import enhance_arrays, load_enhancer
     from USGenLib.enhance.data import PairFrames
-    from USGenLib.enhance.unpaired import load_anatomy
+    from USGenLib.enhance.networks import load_anatomy
 
     paths = [Path(w) for w in weights] if weights else _default_weights()
     enhancers = [load_enhancer(p, device) for p in paths]

@@ -9,6 +9,7 @@ channel per tissue of the simulation's tissue table); MSA = + integral attenuati
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -136,3 +137,16 @@ class AnatomyNet(nn.Module):
 
 def anatomy_net(config: EnhanceConfig) -> AnatomyNet:
     return AnatomyNet(config.seg_features)
+
+
+def load_anatomy(path: str | Path | None, device: torch.device) -> tuple[AnatomyNet, Path]:
+    """The anatomy network (bundled unless ``path``), frozen, in eval mode."""
+    from USGenLib.train.weights import load_network
+
+    model, _, path = load_network(path, "enhance_anatomy",
+                                  lambda d: AnatomyNet(tuple(d.get("seg_features", EnhanceConfig.seg_features))),
+                                  ("enhance", "anatomy"), "anatomy network", option="--anatomy-weights")
+    model = model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, path

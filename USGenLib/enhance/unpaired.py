@@ -23,8 +23,8 @@ from monai.losses import PatchAdversarialLoss
 from torch import nn
 
 from USGenLib.enhance.inputs import enhance_frames
-from USGenLib.enhance.networks import AnatomyNet, EnhanceConfig, discriminator, generator
-from USGenLib.enhance.train import FramesJob
+from USGenLib.enhance.networks import AnatomyNet, EnhanceConfig, discriminator, generator, load_anatomy
+from USGenLib.enhance.jobs import FramesJob
 from USGenLib.errors import UsgenInputError
 from USGenLib.train.distributed import Rank, wrap
 
@@ -123,19 +123,6 @@ def random_crop(frame: np.ndarray, rng: np.random.Generator, size: int) -> np.nd
     x0 = min(max(cx - size // 2, 0), max(w - size, 0))
     crop = frame[y0:y0 + size, x0:x0 + size]
     return np.pad(crop, ((0, size - crop.shape[0]), (0, size - crop.shape[1])))
-
-
-def load_anatomy(path: str | Path | None, device: torch.device) -> tuple[AnatomyNet, Path]:
-    """The anatomy network (bundled unless ``path``), frozen, in eval mode."""
-    from USGenLib.train.weights import load_network
-
-    model, _, path = load_network(path, "enhance_anatomy",
-                                  lambda d: AnatomyNet(tuple(d.get("seg_features", EnhanceConfig.seg_features))),
-                                  ("enhance", "anatomy"), "anatomy network", option="--anatomy-weights")
-    model = model.to(device).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model, path
 
 
 def _encoder_features(model: AnatomyNet, x: torch.Tensor) -> list[torch.Tensor]:
