@@ -92,6 +92,18 @@ def test_generate_writes_clips_slicer_loads(usgen, echo_tiny_weights, tmp_path):
     assert [p for p in files_in(tmp_path) if p.startswith(".")] == []
 
 
+def test_generate_a_data_set_of_every_view_and_an_ef_range(usgen, echo_tiny_weights, tmp_path):
+    out = tmp_path / "set"
+    r = usgen("echo", "generate", "--view", "all", "--ef-range", "20", "80", "--n", "4", "--frames", "8",
+              "--weights-dir", echo_tiny_weights, "--out", out, "--quiet")
+    assert r.code == 0, r.err
+    lines = (out / "manifest.csv").read_text().splitlines()[1:]
+    asked = [(ln.split(",")[1], float(ln.split(",")[2])) for ln in lines]
+    assert asked == [("A4C", 20.0), ("PSAX", 40.0), ("PLAX", 60.0), ("A4C", 80.0)]
+    assert [ln.split(",")[0] for ln in lines][:2] == ["a4c_ef20_seed0_000", "psax_ef40_seed0_001"]
+    assert len(read_echonet_filelist(out / "echonet")) == 4
+
+
 def test_ef_regressor_is_the_volume_ratio_of_its_frames():
     """EF = 100 (1 - V_min / V_max) of the per-frame volume scores: where the clip starts does not matter."""
     torch.manual_seed(0)
@@ -224,6 +236,9 @@ def test_eval_and_bench_report_their_figures(usgen, echo_tiny_data, echo_tiny_we
     (["--view", "A4C", "--ef", "96"], "outside 5..95"),
     (["--view", "A4C", "--ef", "nan"], "outside 5..95"),
     (["--view", "A4C", "--ef", "50", "--frames", "0"], "outside 8..128"),
+    (["--view", "A4C", "--ef-range", "20", "99"], "outside 5..95"),
+    (["--view", "A4C"], "one of the arguments --ef --ef-range is required"),
+    (["--view", "all", "--ef", "50", "--ef-range", "20", "80"], "not allowed with"),
 ])
 def test_bad_requests_are_one_line(usgen, echo_tiny_weights, tmp_path, args, says):
     out = tmp_path / "gen"

@@ -27,8 +27,12 @@ def add_commands(sub, common) -> None:
                            description="Writes OUT/<id>/cine.seq.nrrd, OUT/<id>/lv.seq.nrrd (label sequence), "
                                        "OUT/<id>/report.json (requested, regressed and mask EF, ED/ES frames, ReId), "
                                        "OUT/manifest.csv and OUT/echonet/ (EchoNet-Dynamic layout).")
-    g.add_argument("--view", choices=VIEWS, required=True, help="A4C, PSAX or PLAX")
-    g.add_argument("--ef", type=finite(5, 95), required=True, help="ejection fraction in percent, 5..95")
+    g.add_argument("--view", choices=VIEWS + ("all",), required=True,
+                   help="A4C, PSAX or PLAX; all: the three in turn (a data set)")
+    efs = g.add_mutually_exclusive_group(required=True)
+    efs.add_argument("--ef", type=finite(5, 95), help="ejection fraction in percent, 5..95")
+    efs.add_argument("--ef-range", type=finite(5, 95), nargs=2, metavar=("LOW", "HIGH"),
+                     help="EFs spread evenly from LOW to HIGH over the --n clips (a data set), 5..95")
     g.add_argument("--n", type=int_in(1, 10000), default=4, help="clips (default 4)")
     g.add_argument("--frames", type=int_in(8, 128), default=32, help="frames per clip, 8..128 (default 32, as trained)")
     g.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0, help="same seed, same clips (default 0)")
@@ -97,7 +101,8 @@ def _run_generate(args) -> list[Path]:
     models = load_models(args.weights_dir, resolve_device(args.device))
     steps = args.steps or models.config.sample_steps
     guidance = models.config.guidance if args.guidance is None else args.guidance
-    return generate_to_folder(models, args.out, args.view, args.ef, args.n, args.frames, args.seed, steps, guidance,
+    ef = args.ef if args.ef_range is None else tuple(args.ef_range)
+    return generate_to_folder(models, args.out, args.view, ef, args.n, args.frames, args.seed, steps, guidance,
                               args.candidates)
 
 

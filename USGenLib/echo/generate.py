@@ -167,18 +167,28 @@ def echonet_row(name: str, cine: Cine, lv: Cine, report: dict) -> dict:
             "frames": cine.num_frames, "split": "train", "_tracings": tracings}
 
 
-def generate_to_folder(models: EchoModels, out: str | Path, view: str, ef: float, n: int, frames: int, seed: int,
-                       steps: int, guidance: float, candidates: int | None = None) -> list[Path]:
-    """Write the clips, OUT/manifest.csv and OUT/echonet/ (EchoNet-Dynamic layout); all appear at once."""
+def clip_requests(view: str, ef: float | tuple[float, float], n: int) -> list[tuple[str, float]]:
+    """(view, EF) of each of ``n`` clips: ``view`` "all" takes A4C, PSAX and PLAX in turn; ``ef`` a
+    (low, high) pair spreads the EFs evenly over it (a data set rather than one request)."""
+    efs = np.linspace(ef[0], ef[1], n) if isinstance(ef, tuple) else np.full(n, float(ef))
+    views = [VIEWS[i % len(VIEWS)] for i in range(n)] if view == "all" else [view] * n
+    return [(v, round(float(e), 2)) for v, e in zip(views, efs)]
+
+
+def generate_to_folder(models: EchoModels, out: str | Path, view: str, ef: float | tuple[float, float], n: int,
+                       frames: int, seed: int, steps: int, guidance: float,
+                       candidates: int | None = None) -> list[Path]:
+    """Write the clips (see ``clip_requests``), OUT/manifest.csv and OUT/echonet/ (EchoNet-Dynamic
+    layout); all appear at once."""
     from USGenLib.io import write_cine, write_seq_nrrd
     from USGenLib.io.atomic import atomic_folder, atomic_write_text
 
     rows, echonet = [], []
     with atomic_folder(out) as tmp, progress(n, "generate", unit="clip") as bar:
         (tmp / "echonet" / "Videos").mkdir(parents=True)
-        for i in range(n):
-            cine, lv, report = generate_clip(models, view, ef, frames, seed, i, steps, guidance, candidates)
-            name = f"{view.lower()}_ef{ef:g}_seed{seed}_{i:03d}"
+        for i, (clip_view, clip_ef) in enumerate(clip_requests(view, ef, n)):
+            cine, lv, report = generate_clip(models, clip_view, clip_ef, frames, seed, i, steps, guidance, candidates)
+            name = f"{clip_view.lower()}_ef{clip_ef:g}_seed{seed}_{i:03d}"
             report = {"id": name, **report, "device": str(models.device),
                       "weights": {k: str(p) for k, p in models.files.items()}}
             folder = tmp / name
@@ -189,7 +199,7 @@ def generate_to_folder(models: EchoModels, out: str | Path, view: str, ef: float
             write_cine(cine, tmp / "echonet" / "Videos" / f"{name}.avi")
             rows.append(report)
             echonet.append(echonet_row(name, cine, lv, report))
-            bar.update(1, message=f"EF {report['regressed_ef']:.0f} % (asked {ef:g})")
+            bar.update(1, message=f"{clip_view} EF {report['regressed_ef']:.0f} % (asked {clip_ef:g})")
         write_echonet_tables(echonet, tmp / "echonet")
         atomic_write_text(tmp / "manifest.csv", _manifest_text(rows))
     out = Path(out)
