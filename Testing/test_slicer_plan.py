@@ -88,6 +88,8 @@ def test_enhance_and_echo_command_lines(tmp_path):
                     "--seed", "9", "--device", "auto", "--out", str(tmp_path / "e"), "--progress-json"]
     with pytest.raises(ValueError):
         plan.echoArguments(tmp_path, view="A2C")
+    spread = plan.echoArguments(tmp_path / "s", view="all", ef=20, efHigh=80, n=6)
+    assert spread[4:10] == ["--view", "all", "--ef-range", "20", "80", "--n"]
     # Once the commands are on this branch, the real parser must take these lines as they are.
     if _job_available("enhance"):
         args = _parse(enhance)
@@ -95,6 +97,8 @@ def test_enhance_and_echo_command_lines(tmp_path):
     if _job_available("echo", "generate"):
         args = _parse(echo)
         assert (args.view, float(args.ef), args.n, args.frames, args.device) == ("PSAX", 42.5, 3, 16, "auto")
+        args = _parse(spread)
+        assert (args.view, args.ef, args.ef_range, args.n) == ("all", None, [20.0, 80.0], 6)
 
 
 # --- load plans ---------------------------------------------------------------------------------

@@ -391,7 +391,7 @@ class USGenWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.outputFolderLineEdit.comboBox().lineEdit().placeholderText = _("a new temporary folder")
         for combo, values in ((self.ui.simulateProbeComboBox, USGenPlan.PROBES),
                               (self.ui.simulateQualityComboBox, USGenPlan.QUALITIES),
-                              (self.ui.echoViewComboBox, USGenPlan.ECHO_VIEWS),
+                              (self.ui.echoViewComboBox, USGenPlan.ECHO_VIEW_CHOICES),
                               (self.ui.datasetKindComboBox, USGenPlan.DATASET_KINDS)):
             combo.clear()
             combo.addItems(list(values))
@@ -497,10 +497,12 @@ class USGenWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.enhance(folder, browser=browser, weights=self.ui.enhanceWeightsLineEdit.currentPath or None,
                                device=self._device("enhance"), outputDir=outputDir)
         elif section == "echo":
+            high = self.ui.echoEfHighSpinBox.value   # its minimum shows "none": one EF for every clip
             self.logic.generateEcho(view=self.ui.echoViewComboBox.currentText, ef=self.ui.echoEfSpinBox.value,
                                     n=self.ui.echoCountSpinBox.value, frames=self.ui.echoFramesSpinBox.value,
                                     seed=self.ui.echoSeedSpinBox.value, device=self._device("echo"),
-                                    outputDir=outputDir)
+                                    outputDir=outputDir,
+                                    efHigh=None if high == self.ui.echoEfHighSpinBox.minimum else high)
         elif section == "dataset":
             self.logic.generateDataset(self.ui.datasetKindComboBox.currentText, self.ui.datasetCountSpinBox.value,
                                        self.ui.datasetFolderLineEdit.currentPath, seed=self.ui.datasetSeedSpinBox.value)
@@ -656,11 +658,12 @@ class USGenLogic(ScriptedLoadableModuleLogic):
         self._start("enhance", USGenPlan.enhanceArguments(simulationFolder, outDir, weights=weights, device=device))
         return outDir
 
-    def generateEcho(self, view="A4C", ef=55.0, n=1, frames=32, seed=0, device="auto", outputDir=""):
-        """Start ``usgen echo generate``. Return the output folder."""
-        outDir = self._jobFolder(outputDir, "echo", f"{view}-EF{int(ef)}")
+    def generateEcho(self, view="A4C", ef=55.0, n=1, frames=32, seed=0, device="auto", outputDir="", efHigh=None):
+        """Start ``usgen echo generate`` (EFs spread from ``ef`` to ``efHigh`` when given). Return the output folder."""
+        efs = f"EF{int(ef)}" if efHigh is None else f"EF{int(ef)}-{int(efHigh)}"
+        outDir = self._jobFolder(outputDir, "echo", f"{view}-{efs}")
         self._start("echo generate", USGenPlan.echoArguments(outDir, view=view, ef=ef, n=n, frames=frames, seed=seed,
-                                                              device=device))
+                                                              device=device, efHigh=efHigh))
         return outDir
 
     def generateDataset(self, kind, n, folder, seed=0):

@@ -28,6 +28,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PROBES = ("convex", "linear")
 QUALITIES = ("low", "high")
 ECHO_VIEWS = ("A4C", "PSAX", "PLAX")
+ECHO_VIEW_CHOICES = ECHO_VIEWS + ("all",)      # all: a data set of the three views in turn
 DATASET_KINDS = ("cfd", "echo", "enhance")
 
 SCALAR = "vtkMRMLScalarVolumeNode"
@@ -98,11 +99,13 @@ def enhanceArguments(simulationFolder, outDir, weights=None, device="auto"):
     return usgenArguments("enhance", *args, *_device(device))
 
 
-def echoArguments(outDir, view="A4C", ef=55.0, n=1, frames=32, seed=0, device="auto"):
-    """``usgen echo generate``: clips of one view at one ejection fraction."""
-    if view not in ECHO_VIEWS:
-        raise ValueError(f"view must be one of {ECHO_VIEWS}, got {view!r}")
-    return usgenArguments("echo generate", "--view", view, "--ef", _number(ef), "--n", int(n), "--frames", int(frames),
+def echoArguments(outDir, view="A4C", ef=55.0, n=1, frames=32, seed=0, device="auto", efHigh=None):
+    """``usgen echo generate``: clips of one view ("all": the three in turn) at one ejection fraction, or
+    with EFs spread from ``ef`` to ``efHigh``."""
+    if view not in ECHO_VIEW_CHOICES:
+        raise ValueError(f"view must be one of {ECHO_VIEW_CHOICES}, got {view!r}")
+    efs = ("--ef", _number(ef)) if efHigh is None else ("--ef-range", _number(ef), _number(efHigh))
+    return usgenArguments("echo generate", "--view", view, *efs, "--n", int(n), "--frames", int(frames),
                           "--seed", int(seed), *_device(device), "--out", outDir)
 
 
