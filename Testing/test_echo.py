@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -195,6 +196,9 @@ def test_candidates_are_drawn_until_the_masks_show_the_ef(models):
     assert all(abs(e - 55.0) > models.config.ef_tolerance for e in efs[:-1])
     assert len(efs) == 6 or abs(efs[-1] - 55.0) <= models.config.ef_tolerance
     assert mask_ef(lv.frames, "A4C", many["pixel_mm"])["ef"] == pytest.approx(many["mask_ef"])
+    # the video model is asked for the calibrated EF, not the request itself
+    steep = replace(models, ef_calibration=torch.tensor([[0.5, 10.0]] * 3), ef_range=torch.tensor([5.0, 95.0]))
+    assert generate_clip(steep, "A4C", 55.0, 8, 4, 0, 3, 2.0, candidates=1)[2]["conditioning_ef"] == pytest.approx(90.0)
     _, _, one = generate_clip(models, "A4C", 55.0, 8, 4, 0, 3, 2.0, candidates=1)
     assert one["candidate_mask_efs"] == efs[:1]
 

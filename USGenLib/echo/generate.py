@@ -106,10 +106,11 @@ def generate_clip(models: EchoModels, view: str, ef: float, frames: int, seed: i
         return round(clock[-1] - clock[-2], 4)
 
     gen = clip_generator(seed, index)
-    anatomy, requested, rejections, similarity = sample_anatomy(models, VIEWS.index(view), gen, steps, guidance)
+    view_index = VIEWS.index(view)
+    anatomy, requested, rejections, similarity = sample_anatomy(models, view_index, gen, steps, guidance)
     timings = {"anatomy": lap()}
     c = models.config
-    cond = conditioning_ef(models.ef_calibration, models.ef_range, VIEWS.index(view), ef)
+    cond = conditioning_ef(models.ef_calibration, models.ef_range, view_index, ef)
     drawn = []
     # in turn, not as one batch: most clips stop at the first or second, and a batch of two cost 2.6 x one on the CPU
     for _ in range(candidates or c.ef_candidates):
