@@ -100,5 +100,5 @@ def echo_tiny_weights(echo_tiny_data, tmp_path_factory) -> Path:
     """A weights folder of all six echo networks, tiny config, from `usgen echo train all`."""
     run = tmp_path_factory.mktemp("echo_run") / "run"
     assert main(["echo", "train", "all", "--data", str(echo_tiny_data), "--config", "tiny", "--out", str(run),
-                 "--device", "cpu", "--quiet"]) == 0
+                 "--device", "cpu", "--validate-every", "4", "--quiet"]) == 0
     return run

@@ -53,7 +53,7 @@ def test_train_all_writes_weights_cards_and_logs(echo_tiny_data, echo_tiny_weigh
         assert card["data"].startswith(f"{echo_tiny_data} (12 training clips")
         assert (echo_tiny_weights / f"{stage}.md").read_text().startswith("# Model card")
         log = [json.loads(ln) for ln in (echo_tiny_weights / stage / "log.jsonl").read_text().splitlines()]
-        assert any("validation" in r for r in log)
+        assert [r["step"] for r in log if "validation" in r] == [4, 6]      # --validate-every 4, and the last step
     reid = json.loads((echo_tiny_weights / "reid.json").read_text())
     assert 0 <= reid["figures"]["val_reid_accuracy"] <= 1
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 
-from USGenLib.arguments import int_in
+from USGenLib.arguments import add_train_arguments, command_line, int_in
 from USGenLib.bench_target import bench_target
 from USGenLib.train.devices import DEVICE_CHOICES
 
@@ -39,16 +37,10 @@ def add_commands(sub, common) -> None:
     tr.add_argument("--config", choices=["tiny", "default"], default="default")
     tr.add_argument("--network", choices=["remover", "mask"], default="remover",
                     help="remover: coarse + refinement networks; mask: the learned part of the CFD mask")
-    tr.add_argument("--out", type=Path, required=True, help="run folder")
-    tr.add_argument("--steps", type=int_in(1, 10**9), help="total steps (default: the config's coarse + refinement steps)")
+    add_train_arguments(tr, "total steps (default: the config's coarse + refinement steps)")
     tr.add_argument("--coarse-steps", type=int_in(0, 10**9), help="steps of the coarse phase (default: the config's)")
     tr.add_argument("--batch", type=int_in(1, 4096), help="clips per step and process (default: the config's)")
-    tr.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
-    tr.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0)
-    tr.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     tr.add_argument("--workers", type=int_in(0, 64), default=1, help="data-loading processes (default 1)")
-    tr.add_argument("--checkpoint-every", type=int_in(1, 10**9), default=100)
-    tr.add_argument("--validate-every", type=int_in(1, 10**9), default=500)
     tr.set_defaults(run=_run_train)
 
     ev = actions.add_parser("eval", parents=[common], help="SSIM and PSNR on the test split, per coverage quartile",
@@ -87,8 +79,7 @@ def _run_remove(args) -> list[Path]:
 def _run_train(args) -> list[Path]:
     from USGenLib.cfd.train import train_cfd
 
-    command = "usgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    return train_cfd(args, command)
+    return train_cfd(args, command_line())
 
 
 def _run_eval(args) -> list[Path]:
@@ -103,8 +94,7 @@ def _run_eval(args) -> list[Path]:
         from USGenLib.cfd.remove import load_remover
         from USGenLib.train.weights import update_card
 
-        command = "usgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        outputs.append(update_card(load_remover(args.weights, "cpu").weights, **card_tables(result, command)))
+        outputs.append(update_card(load_remover(args.weights, "cpu").weights, **card_tables(result, command_line())))
     from USGenLib.io import atomic_write_text
 
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")

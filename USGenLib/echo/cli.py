@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 
-from USGenLib.arguments import finite, int_in
+from USGenLib.arguments import add_train_arguments, command_line, finite, int_in
 from USGenLib.bench_target import bench_target
 from USGenLib.echo.config import STAGES, VIEWS
 from USGenLib.train.devices import DEVICE_CHOICES
 
-
-def _command() -> str:
-    return "usgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def add_commands(sub, common) -> None:
@@ -56,14 +51,10 @@ def add_commands(sub, common) -> None:
     t.add_argument("stage", choices=STAGES + ("all",))
     t.add_argument("--data", type=Path, required=True, help="a `usgen dataset echo` folder")
     t.add_argument("--config", choices=["tiny", "default"], default="default")
-    t.add_argument("--out", type=Path, required=True, help="run folder")
-    t.add_argument("--steps", type=int_in(1, 10**9), help="steps of each stage (default: the config's)")
+    add_train_arguments(t, "steps of each stage (default: the config's)", validate_every=None)
     t.add_argument("--weights-dir", type=Path,
                    help="where lifm, reid and lvfm find the A-VAE, and lvfm the segmenter its EF calibration "
                         "uses (default: the bundled ones; `all`: RUN_DIR)")
-    t.add_argument("--resume", action="store_true", help="continue from the checkpoints in RUN_DIR")
-    t.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0)
-    t.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     t.set_defaults(run=_run_train)
 
     e = actions.add_parser("eval", parents=[common], help="A-VAE, realism, adherence, downstream EF and privacy figures",
@@ -109,7 +100,7 @@ def _run_generate(args) -> list[Path]:
 def _run_train(args) -> list[Path]:
     from USGenLib.echo.train import train_echo
 
-    return train_echo(args, _command())
+    return train_echo(args, command_line())
 
 
 def _run_eval(args) -> list[Path]:
@@ -126,7 +117,7 @@ def _run_eval(args) -> list[Path]:
         from USGenLib.train.weights import update_card
 
         folder = args.weights_dir or default_weights_dir()
-        outputs.append(update_card(folder / "lvfm.safetensors", **card_fields(result, _command())))
+        outputs.append(update_card(folder / "lvfm.safetensors", **card_fields(result, command_line())))
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     return outputs + [args.out]
 

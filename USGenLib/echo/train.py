@@ -506,15 +506,16 @@ TITLES = {"avae": "Echo A-VAE (AutoencoderKL 4f4 + PatchGAN)", "seg": "Echo LV s
 
 def train_stage(stage: str, data: Path, config: EchoConfig, run_dir: Path, weights_out: Path, *, seed: int = 0,
                 steps: int | None = None, resume: bool = False, device_name: str = "auto",
-                weights_dir: Path | None = None, cache_dir: Path | None = None, command: str = "") -> Path | None:
+                weights_dir: Path | None = None, cache_dir: Path | None = None, command: str = "",
+                checkpoint_every: int = 100, validate_every: int | None = None) -> Path | None:
     """Train one stage in ``run_dir`` and write its weights + model card to ``weights_out``."""
     rank, device = distributed.setup(device_name)
     try:
         kwargs = {"cache_dir": cache_dir} if stage in ("lifm", "reid", "lvfm") else {}
         job = JOBS[stage](str(data), config, seed, device, rank, weights_dir, **kwargs)
         steps = steps or config.steps_of(stage)
-        settings = LoopSettings(steps=steps, seed=seed, checkpoint_every=100, validate_every=max(steps // 4, 1),
-                                log_every=10, workers=0)
+        settings = LoopSettings(steps=steps, seed=seed, checkpoint_every=checkpoint_every,
+                                validate_every=validate_every or max(steps // 4, 1), log_every=10, workers=0)
         t0 = time.perf_counter()
         summary = run_loop(job, run_dir, settings, rank, device, config.to_dict(), resume=resume,
                            on_start=lambda: record_command(run_dir, command, resume))
@@ -545,17 +546,18 @@ def train_echo(args, command: str) -> list[Path]:
     check_data(args.data)
     config = CONFIGS[args.config]
     out = Path(args.out)
+    loop = {"checkpoint_every": args.checkpoint_every, "validate_every": args.validate_every}
     if args.stage != "all":
         weights = train_stage(args.stage, args.data, config, out, out / f"{args.stage}.safetensors", seed=args.seed,
                               steps=args.steps, resume=args.resume, device_name=args.device,
-                              weights_dir=args.weights_dir, cache_dir=out, command=command)
+                              weights_dir=args.weights_dir, cache_dir=out, command=command, **loop)
         return [weights] if weights else []
     written = []
     out.mkdir(parents=True, exist_ok=True)
     for stage in STAGES:  # a finished stage resumes at its last step: it is only exported again
         weights = train_stage(stage, args.data, config, out / stage, out / f"{stage}.safetensors", seed=args.seed,
                               steps=args.steps, resume=args.resume, device_name=args.device, weights_dir=out,
-                              cache_dir=out, command=command)
+                              cache_dir=out, command=command, **loop)
         if weights:
             written.append(weights)
     return written

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 
-from USGenLib.arguments import int_in
+from USGenLib.arguments import add_train_arguments, command_line, int_in
 from USGenLib.bench_target import bench_target
 from USGenLib.enhance.networks import VARIANTS
 from USGenLib.train.devices import DEVICE_CHOICES
@@ -70,15 +68,9 @@ def add_commands(sub, common) -> None:
                          "without pairs (PatchNCE + GAN + anatomy consistency)")
     tr.add_argument("--anatomy-weights", type=Path,
                     help="anatomy network for --unpaired-real's consistency loss (default: the bundled one)")
-    tr.add_argument("--out", type=Path, required=True, help="run folder")
-    tr.add_argument("--steps", type=int_in(1, 10**9), help="total steps (default: the config's)")
+    add_train_arguments(tr, "total steps (default: the config's)")
     tr.add_argument("--batch", type=int_in(1, 4096), help="crops per step and process (default: the config's)")
     tr.add_argument("--max-items", type=int_in(1, 10**7), help="read at most this many sweeps per split")
-    tr.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
-    tr.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0)
-    tr.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    tr.add_argument("--checkpoint-every", type=int_in(1, 10**9), default=100)
-    tr.add_argument("--validate-every", type=int_in(1, 10**9), default=500)
     tr.set_defaults(run=_run_train)
 
     ev = actions.add_parser("eval", parents=[common], help="PSNR, SSIM, patch-KL, Frechet distance per variant",
@@ -109,9 +101,6 @@ def add_bench(targets, common) -> None:
         b.add_argument("--weights", type=Path)
 
 
-def _command() -> str:
-    return "usgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
 
 def _run_enhance(args) -> list[Path]:
     from USGenLib.enhance.apply import enhance_to_folder, load_enhancer
@@ -123,7 +112,7 @@ def _run_enhance(args) -> list[Path]:
 def _run_train(args) -> list[Path]:
     from USGenLib.enhance.train import train_enhance
 
-    return train_enhance(args, _command())
+    return train_enhance(args, command_line())
 
 
 def _run_eval(args) -> list[Path]:
@@ -138,7 +127,7 @@ def _run_eval(args) -> list[Path]:
         from USGenLib.train.weights import update_card
 
         for path in result["weights"].values():
-            outputs.append(update_card(path, **card_tables(result, _command())))
+            outputs.append(update_card(path, **card_tables(result, command_line())))
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     return outputs + [args.out]
 
