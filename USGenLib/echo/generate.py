@@ -155,15 +155,16 @@ def _manifest_text(rows: list[dict]) -> str:
 
 
 def echonet_row(name: str, cine: Cine, lv: Cine, report: dict) -> dict:
-    """A FileList/VolumeTracings row (see datasets/echonet.py): the EF regressor's EF is the label, as the
-    paper relabels its synthetic sets (section 4.6: it corrects what the video model missed); volumes and
-    tracings from the masks."""
+    """A FileList/VolumeTracings row (see datasets/echonet.py). EF, volumes and tracings all come from the
+    clip's LV masks, so EF = 1 - ESV/EDV as in EchoNet-Dynamic. The paper relabels its synthetic sets
+    with an EF regressor (section 4.6) to correct what the video model missed; the masks' EF does the
+    same and agrees with the row's volumes (the regressor's EF stays in report.json)."""
     tracings = []
     for frame in (report["es_frame"], report["ed_frame"]):      # EchoNet's order: ES first, ED last
         tr = disc_tracing(lv.frames[frame].astype(bool))
         if tr is not None:
             tracings += [(name + ".avi", *row, frame) for row in tr.rows()]
-    return {"_filename": name, "ef": report["regressed_ef"], "esv": report["mask_esv_ml"],
+    return {"_filename": name, "ef": report["mask_ef"], "esv": report["mask_esv_ml"],
             "edv": report["mask_edv_ml"], "height": cine.height, "width": cine.width, "fps": report["fps"],
             "frames": cine.num_frames, "split": "train", "_tracings": tracings}
 
