@@ -87,6 +87,15 @@ def test_module_entry_point_runs_as_a_subprocess(dicoms):
     assert json.loads(proc.stdout)["channels"] == 3
 
 
+def test_a_reader_that_leaves_early_gets_no_traceback(dicoms):
+    """`usgen info X | head -1`: the pipe closes before usgen writes; it stops as SIGPIPE would, quietly."""
+    proc = subprocess.Popen([sys.executable, "-m", "USGenLib", "info", str(dicoms["ybr_color"])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and err == ""
+
+
 def test_demo_writes_sequences_previews_and_index(tmp_path, usgen):
     res = usgen("demo", tmp_path / "demo", "--quiet")
     assert res.code == 0

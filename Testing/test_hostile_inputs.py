@@ -145,7 +145,7 @@ def test_long_clips_stream(tmp_path):
 
     from hostile import _video
     from USGenLib.cli import main
-    from USGenLib.io.info import describe
+    from USGenLib.info import describe
 
     frame_mb = 120 * 160 * 3 / 2 ** 20
     for ending in (".seq.nrrd", ".dcm"):

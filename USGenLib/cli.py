@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 import warnings
@@ -84,7 +85,7 @@ def _add_info(sub, common) -> None:
 
 
 def _run_info(args) -> list[Path]:
-    from USGenLib.io.info import describe, format_info
+    from USGenLib.info import describe, format_info
 
     info = describe(args.file)
     print(json.dumps(info) if args.json else format_info(info))
@@ -392,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("always")
             limits.set_memory_budget(limits.parse_memory(args.max_memory))
             outputs = args.run(args)
+        _done(outputs, args)
+    except BrokenPipeError:  # `usgen info X | head`: the reader left; no traceback, exit as SIGPIPE would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # nor one when Python flushes at exit
+        return 141
     except UsgenInputError as err:
         return _fail(str(err))
     except RecursionError:  # deeply nested input (JSON, DICOM sequences) that the parsers recurse into
@@ -407,7 +412,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usgen: internal error: {type(err).__name__}: {err}", file=sys.stderr)
         progress.emit({"error": f"internal error: {type(err).__name__}: {err}"})
         return 1
-    _done(outputs, args)
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from USGenLib.errors import UsgenInputError
 from USGenLib.io import atomic_write_text, bundled_dicom, read_cine, write_cine, write_contact_sheet, write_seq_nrrd
-from USGenLib.io.info import describe
+from USGenLib.info import describe
 from USGenLib.progress import track
 from USGenLib.simulation import demo_sweep
 from USGenLib.simulation.tissues import label_colors
