@@ -11,7 +11,6 @@ from USGenLib.echo.config import STAGES, VIEWS
 from USGenLib.train.devices import DEVICE_CHOICES
 
 
-
 def add_commands(sub, common) -> None:
     p = sub.add_parser("echo", parents=[common], help="synthetic echocardiograms: generate, train, eval",
                        description="View + EF -> labelled synthetic echo clips (A-VAE, latent flow matching, "
