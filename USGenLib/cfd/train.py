@@ -282,8 +282,7 @@ def train_cfd(args, command: str) -> list[Path]:
     job_class, network = NETWORKS[args.network]
     default_steps = config.mask_steps if args.network == "mask" else config.coarse_steps + config.refine_steps
     steps = args.steps if args.steps is not None else default_steps
-    rank, device = distributed.setup(args.device)
-    try:
+    with distributed.session(args.device) as (rank, device):
         job = job_class(str(args.data), config, args.seed, device, rank)
         settings = LoopSettings(steps=steps, seed=args.seed, checkpoint_every=args.checkpoint_every,
                                 validate_every=args.validate_every, workers=args.workers)
@@ -299,5 +298,3 @@ def train_cfd(args, command: str) -> list[Path]:
         card["coarse_steps"] = config.coarse_steps
         out = save_weights(Path(args.out) / "model.safetensors", network, job.model.state_dict(), config.to_dict(), card)
         return [out]
-    finally:
-        distributed.teardown()

@@ -509,8 +509,7 @@ def train_stage(stage: str, data: Path, config: EchoConfig, run_dir: Path, weigh
                 weights_dir: Path | None = None, cache_dir: Path | None = None, command: str = "",
                 checkpoint_every: int = 100, validate_every: int | None = None) -> Path | None:
     """Train one stage in ``run_dir`` and write its weights + model card to ``weights_out``."""
-    rank, device = distributed.setup(device_name)
-    try:
+    with distributed.session(device_name) as (rank, device):
         kwargs = {"cache_dir": cache_dir} if stage in ("lifm", "reid", "lvfm") else {}
         job = JOBS[stage](str(data), config, seed, device, rank, weights_dir, **kwargs)
         steps = steps or config.steps_of(stage)
@@ -534,8 +533,6 @@ def train_stage(stage: str, data: Path, config: EchoConfig, run_dir: Path, weigh
             card["avae"] = str(job.vae_path)
         emit({"stage": f"{stage} trained", **figures})
         return save_weights(weights_out, network_name(stage), state, config.to_dict(), card)
-    finally:
-        distributed.teardown()
 
 
 def train_echo(args, command: str) -> list[Path]:

@@ -48,8 +48,7 @@ def train_enhance(args, command: str) -> list[Path]:
         job_class, steps = PairedJob, config.steps
     steps = args.steps if args.steps is not None else steps
     _check_resume(Path(args.out), args.resume, config, job_class)
-    rank, device = distributed.setup(args.device)
-    try:
+    with distributed.session(args.device) as (rank, device):
         t0 = time.perf_counter()
         if job_class is UnpairedJob:
             job = UnpairedJob(str(args.data), config, args.seed, device, rank, args.unpaired_real,
@@ -77,5 +76,3 @@ def train_enhance(args, command: str) -> list[Path]:
             time_note=f"(+{load_s:.0f} s reading the data)")
         out = save_weights(Path(args.out) / "model.safetensors", job.network, job.model.state_dict(), record, card)
         return [out]
-    finally:
-        distributed.teardown()

@@ -7,6 +7,7 @@ here are no-ops, so the same training command works on a laptop and on a multi-G
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +48,23 @@ def setup(device_name: str) -> tuple[Rank, torch.device]:
 def teardown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def session(device_name: str):
+    """``with session(device) as (rank, device):`` joins torchrun's process group for the block.
+
+    On success every rank waits at a barrier until rank 0 has validated and saved, then all leave
+    together: destroy_process_group is collective, and a rank tearing down while another still runs
+    can abort under gloo. After an error the rank leaves at once (the others would wait forever)."""
+    rank, device = setup(device_name)
+    try:
+        yield rank, device
+    except BaseException:
+        teardown()
+        raise
+    barrier(rank)
+    teardown()
 
 
 def wrap(module: torch.nn.Module, rank: Rank, device: torch.device) -> torch.nn.Module:
