@@ -5,8 +5,12 @@ is one line."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,6 +60,23 @@ def test_train_all_writes_weights_cards_and_logs(echo_tiny_data, echo_tiny_weigh
         assert [r["step"] for r in log if "validation" in r] == [4, 6]      # --validate-every 4, and the last step
     reid = json.loads((echo_tiny_weights / "reid.json").read_text())
     assert 0 <= reid["figures"]["val_reid_accuracy"] <= 1
+
+
+def test_train_all_under_torchrun_keeps_one_process_group(echo_tiny_data, tmp_path):
+    """Two gloo processes train the whole chain; each stage starts from the weights the last one wrote
+    (a process group per stage hung at the second stage)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    res = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "USGenLib", "echo", "train",
+                          "all", "--data", str(echo_tiny_data), "--config", "tiny", "--out", str(tmp_path / "ddp"),
+                          "--device", "cpu", "--quiet"],
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert res.returncode == 0, res.stderr[-8000:]
+    for stage in STAGES:
+        card = json.loads((tmp_path / "ddp" / f"{stage}.json").read_text())
+        assert card["processes"] == 2 and card["steps"] == CONFIGS["tiny"].steps_of(stage), stage
+    lvfm = json.loads((tmp_path / "ddp" / "lvfm.json").read_text())
+    assert lvfm["avae"] == str(tmp_path / "ddp" / "avae.safetensors")  # the chain's own A-VAE, not the bundled one
+    assert load_models(tmp_path / "ddp").config == CONFIGS["tiny"]  # all six load together
 
 
 def test_generate_writes_clips_slicer_loads(usgen, echo_tiny_weights, tmp_path):

@@ -504,22 +504,22 @@ TITLES = {"avae": "Echo A-VAE (AutoencoderKL 4f4 + PatchGAN)", "seg": "Echo LV s
           "lvfm": "Echo LVFM (latent video flow matching)"}
 
 
-def train_stage(stage: str, data: Path, config: EchoConfig, run_dir: Path, weights_out: Path, *, seed: int = 0,
-                steps: int | None = None, resume: bool = False, device_name: str = "auto",
+def train_stage(stage: str, data: Path, config: EchoConfig, run_dir: Path, weights_out: Path, rank: Rank,
+                device: torch.device, *, seed: int = 0, steps: int | None = None, resume: bool = False,
                 weights_dir: Path | None = None, cache_dir: Path | None = None, command: str = "",
                 checkpoint_every: int = 100, validate_every: int | None = None) -> Path | None:
-    """Train one stage in ``run_dir`` and write its weights + model card to ``weights_out``."""
-    with distributed.session(device_name) as (rank, device):
-        kwargs = {"cache_dir": cache_dir} if stage in ("lifm", "reid", "lvfm") else {}
-        job = JOBS[stage](str(data), config, seed, device, rank, weights_dir, **kwargs)
-        steps = steps or config.steps_of(stage)
-        settings = LoopSettings(steps=steps, seed=seed, checkpoint_every=checkpoint_every,
-                                validate_every=validate_every or max(steps // 4, 1), log_every=10, workers=0)
-        t0 = time.perf_counter()
-        summary = run_loop(job, run_dir, settings, rank, device, config.to_dict(), resume=resume,
-                           on_start=lambda: record_command(run_dir, command, resume))
-        if not rank.is_main:
-            return None
+    """Train one stage in ``run_dir``; rank 0 writes its weights + model card to ``weights_out`` (returned;
+    None on the other ranks), and every rank returns once they are written: the next stage loads them."""
+    kwargs = {"cache_dir": cache_dir} if stage in ("lifm", "reid", "lvfm") else {}
+    job = JOBS[stage](str(data), config, seed, device, rank, weights_dir, **kwargs)
+    steps = steps or config.steps_of(stage)
+    settings = LoopSettings(steps=steps, seed=seed, checkpoint_every=checkpoint_every,
+                            validate_every=validate_every or max(steps // 4, 1), log_every=10, workers=0)
+    t0 = time.perf_counter()
+    summary = run_loop(job, run_dir, settings, rank, device, config.to_dict(), resume=resume,
+                       on_start=lambda: record_command(run_dir, command, resume))
+    written = None
+    if rank.is_main:
         if hasattr(job, "finish"):
             job.finish()
         figures = job.validate(steps)
@@ -532,7 +532,9 @@ def train_stage(stage: str, data: Path, config: EchoConfig, run_dir: Path, weigh
         if stage in ("lifm", "reid", "lvfm"):
             card["avae"] = str(job.vae_path)
         emit({"stage": f"{stage} trained", **figures})
-        return save_weights(weights_out, network_name(stage), state, config.to_dict(), card)
+        written = save_weights(weights_out, network_name(stage), state, config.to_dict(), card)
+    distributed.barrier(rank)
+    return written
 
 
 def train_echo(args, command: str) -> list[Path]:
@@ -544,17 +546,16 @@ def train_echo(args, command: str) -> list[Path]:
     config = CONFIGS[args.config]
     out = Path(args.out)
     loop = {"checkpoint_every": args.checkpoint_every, "validate_every": args.validate_every}
-    if args.stage != "all":
-        weights = train_stage(args.stage, args.data, config, out, out / f"{args.stage}.safetensors", seed=args.seed,
-                              steps=args.steps, resume=args.resume, device_name=args.device,
-                              weights_dir=args.weights_dir, cache_dir=out, command=command, **loop)
-        return [weights] if weights else []
+    chain = args.stage == "all"
+    if chain:
+        out.mkdir(parents=True, exist_ok=True)
     written = []
-    out.mkdir(parents=True, exist_ok=True)
-    for stage in STAGES:  # a finished stage resumes at its last step: it is only exported again
-        weights = train_stage(stage, args.data, config, out / stage, out / f"{stage}.safetensors", seed=args.seed,
-                              steps=args.steps, resume=args.resume, device_name=args.device, weights_dir=out,
-                              cache_dir=out, command=command, **loop)
-        if weights:
-            written.append(weights)
+    with distributed.session(args.device) as (rank, device):  # one process group for the whole chain
+        for stage in STAGES if chain else (args.stage,):  # a finished stage resumes: it is only exported again
+            run_dir, weights_dir = (out / stage, out) if chain else (out, args.weights_dir)
+            weights = train_stage(stage, args.data, config, run_dir, out / f"{stage}.safetensors", rank, device,
+                                  seed=args.seed, steps=args.steps, resume=args.resume, weights_dir=weights_dir,
+                                  cache_dir=out, command=command, **loop)
+            if weights:
+                written.append(weights)
     return written
