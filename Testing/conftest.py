@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,14 @@ class CliResult:
 
     def json_lines(self) -> list[dict]:
         return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+def torchrun_usgen(*args, processes: int = 2) -> subprocess.CompletedProcess:
+    """`torchrun --standalone -m USGenLib ARGS...` in gloo processes on the CPU (one thread each)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    return subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", str(processes), "-m", "USGenLib",
+                           *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
 
 
 @pytest.fixture

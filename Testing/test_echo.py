@@ -5,12 +5,8 @@ is one line."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +25,7 @@ from USGenLib.echo.reid import privacy_threshold
 from USGenLib.echo.train import JOBS
 from USGenLib.io import read_cine
 from USGenLib.train.distributed import Rank
-from conftest import files_in
+from conftest import files_in, torchrun_usgen
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +61,8 @@ def test_train_all_writes_weights_cards_and_logs(echo_tiny_data, echo_tiny_weigh
 def test_train_all_under_torchrun_keeps_one_process_group(echo_tiny_data, tmp_path):
     """Two gloo processes train the whole chain; each stage starts from the weights the last one wrote
     (a process group per stage hung at the second stage)."""
-    torchrun = Path(sys.executable).with_name("torchrun")
-    res = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "USGenLib", "echo", "train",
-                          "all", "--data", str(echo_tiny_data), "--config", "tiny", "--out", str(tmp_path / "ddp"),
-                          "--device", "cpu", "--quiet"],
-                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    res = torchrun_usgen("echo", "train", "all", "--data", echo_tiny_data, "--config", "tiny",
+                         "--out", tmp_path / "ddp", "--device", "cpu", "--quiet")
     assert res.returncode == 0, res.stderr[-8000:]
     for stage in STAGES:
         card = json.loads((tmp_path / "ddp" / f"{stage}.json").read_text())

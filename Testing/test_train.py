@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from USGenLib.errors import UsgenInputError
 from USGenLib.train.distributed import Rank
 from USGenLib.train.loop import LoopSettings, run_loop
 from USGenLib.train.weights import load_state_into, load_weights, save_weights
+from conftest import torchrun_usgen
 
 
 def _job(data: Path, seed: int = 0) -> CFDTrainJob:
@@ -75,12 +74,8 @@ def _drop_times(part: list[dict], whole: list[dict]) -> list[dict]:
 
 
 def test_two_gloo_processes_train(cfd_tiny_data, tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "USGenLib", "cfd", "train",
-                          "--data", str(cfd_tiny_data), "--config", "tiny", "--out", str(tmp_path / "ddp"),
-                          "--steps", "6", "--device", "cpu", "--workers", "0", "--quiet"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    res = torchrun_usgen("cfd", "train", "--data", cfd_tiny_data, "--config", "tiny", "--out", tmp_path / "ddp",
+                         "--steps", "6", "--device", "cpu", "--workers", "0", "--quiet")
     assert res.returncode == 0, res.stderr[-8000:]  # long enough to keep a worker's own last words
     card = json.loads((tmp_path / "ddp" / "model.json").read_text())
     assert card["processes"] == 2 and card["steps"] == 6

@@ -31,7 +31,7 @@ class Rank:
         return self.world_size > 1
 
 
-def setup(device_name: str) -> tuple[Rank, torch.device]:
+def _setup(device_name: str) -> tuple[Rank, torch.device]:
     """Join the process group torchrun set up (if any) and pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -45,7 +45,7 @@ def setup(device_name: str) -> tuple[Rank, torch.device]:
     return rank, device
 
 
-def teardown() -> None:
+def _teardown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -57,14 +57,14 @@ def session(device_name: str):
     On success every rank waits at a barrier until rank 0 has validated and saved, then all leave
     together: destroy_process_group is collective, and a rank tearing down while another still runs
     can abort under gloo. After an error the rank leaves at once (the others would wait forever)."""
-    rank, device = setup(device_name)
+    rank, device = _setup(device_name)
     try:
         yield rank, device
     except BaseException:
-        teardown()
+        _teardown()
         raise
     barrier(rank)
-    teardown()
+    _teardown()
 
 
 def wrap(module: torch.nn.Module, rank: Rank, device: torch.device) -> torch.nn.Module:
